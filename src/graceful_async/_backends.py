@@ -1,0 +1,216 @@
+"""The few things asyncio and trio need done differently, side by side.
+
+Each function takes the backend name and hides the difference: listing the live tasks
+for the stuck report (called from the watchdog thread, so it only reads), and sweeping
+up plain asyncio tasks that live outside anyio's task tree.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, TypeVar
+
+import anyio
+
+# Frames in these packages are machinery, not the place a user wants to be pointed at.
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(module.__file__) + os.sep
+    for module in (anyio, __import__("asyncio"))
+    if module.__file__
+)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    where: str
+
+
+TaskLister = Callable[[], list[TaskInfo]]
+T = TypeVar("T")
+
+
+def _frames(coro: Any) -> Iterator[FrameType]:
+    # Follow the chain of awaits down to the innermost coroutine or generator.
+    seen = 0
+    while coro is not None and seen < 1000:
+        seen += 1
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            frame = getattr(coro, "ag_frame", None)
+        if frame is not None:
+            yield frame
+        coro = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+            or getattr(coro, "ag_await", None)
+        )
+
+
+def describe_coroutine(coro: Any) -> str:
+    """The innermost user frame of ``coro``'s await chain as ``file:line in function``."""
+    frames = list(_frames(coro))
+    if not frames:
+        return "(not started or finished)"
+    user = [f for f in frames if not f.f_code.co_filename.startswith(_library_dirs())]
+    frame = (user or frames)[-1]
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+
+
+def _library_dirs() -> tuple[str, ...]:
+    try:
+        import trio
+    except ImportError:
+        return _LIBRARY_DIRS
+    return (*_LIBRARY_DIRS, os.path.dirname(trio.__file__) + os.sep)
+
+
+def task_lister(backend: str) -> TaskLister:
+    """Make a function that lists this loop's live tasks from any thread.
+
+    Must be called on the event loop. The watchdog calls the result from its own
+    thread while the loop may be running, so it only reads and retries on races.
+    """
+    if backend == "trio":
+        import trio
+
+        # Start from the task running main, which leaves out trio's own system tasks.
+        root = trio.lowlevel.current_task()
+
+        def list_trio() -> list[TaskInfo]:
+            found: list[TaskInfo] = []
+            stack = [root]
+            while stack:
+                task = stack.pop()
+                name = "main" if task is root else task.name
+                found.append(TaskInfo(name, describe_coroutine(task.coro)))
+                for nursery in list(task.child_nurseries):
+                    stack.extend(list(nursery.child_tasks))
+            return found
+
+        return _retrying(list_trio)
+
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def list_asyncio() -> list[TaskInfo]:
+        return [
+            TaskInfo(
+                "main" if task is main_task else task.get_name(),
+                describe_coroutine(task.get_coro()),
+            )
+            for task in asyncio.all_tasks(loop)
+        ]
+
+    return _retrying(list_asyncio)
+
+
+def _retrying(lister: TaskLister) -> TaskLister:
+    # The loop thread may change the task sets while we iterate them.
+    def retry() -> list[TaskInfo]:
+        for _ in range(100):
+            try:
+                return lister()
+            except RuntimeError:  # "changed size during iteration"
+                continue
+        return []
+
+    return retry
+
+
+async def cancel_stray_tasks(backend: str, own: set[object], time_left: float) -> int:
+    """Cancel tasks that live outside main's task tree and wait up to ``time_left``.
+
+    On asyncio a program may start plain tasks with ``asyncio.create_task()``; anyio's
+    cancel scope does not reach them, and asyncio.run() would only cancel them after our
+    hooks, with no time limit. Trio has no such tasks. Returns how many were cancelled.
+    """
+    if backend == "trio":
+        return 0
+    import asyncio
+
+    current = asyncio.current_task()
+    stray = [t for t in asyncio.all_tasks() if t is not current and t not in own and not t.done()]
+    for task in stray:
+        task.cancel()
+    if stray:
+        timeout = None if math.isinf(time_left) else time_left
+        await asyncio.wait(stray, timeout=timeout)
+    return len(stray)
+
+
+def current_task_handle(backend: str) -> object:
+    if backend == "trio":
+        import trio
+
+        return trio.lowlevel.current_task()
+    import asyncio
+
+    return asyncio.current_task()
+
+
+ASYNCIO_OPTIONS = ("debug", "loop_factory", "use_uvloop")
+
+
+def run_on_backend(
+    backend: str,
+    options: dict[str, Any],
+    fn: Callable[[], Coroutine[Any, Any, T]],
+    on_escape: Callable[[BaseException], None],
+) -> T:
+    """Run ``fn()`` to completion on ``backend``, like `anyio.run`.
+
+    On asyncio we drive the loop ourselves (anyio works in any asyncio loop) for one
+    reason: asyncio lets SystemExit and KeyboardInterrupt raised in a task escape the
+    loop at once, and asyncio.Runner would then cancel every task with no time limit
+    before we ever saw them. Here ``on_escape`` hears of the exception first (so the
+    shutdown and its deadline start), and the loop resumes so that main's tree unwinds
+    in order; the exception also reaches main through its task groups.
+    """
+    if backend == "trio":
+        return anyio.run(fn, backend="trio", backend_options=options)
+
+    import asyncio
+
+    factory = options.get("loop_factory")
+    if factory is None and options.get("use_uvloop"):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    loop: asyncio.AbstractEventLoop = factory() if factory is not None else asyncio.new_event_loop()
+    if options.get("debug") is not None:
+        loop.set_debug(bool(options["debug"]))
+    asyncio.set_event_loop(loop)
+    try:
+        task = loop.create_task(fn())
+        while True:
+            try:
+                return loop.run_until_complete(task)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                if task.done():
+                    raise
+                on_escape(exc)
+    finally:
+        try:
+            _cancel_remaining(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_remaining(loop: Any) -> None:
+    import asyncio
+
+    remaining = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in remaining:
+        task.cancel()
+    if remaining:
+        loop.run_until_complete(asyncio.gather(*remaining, return_exceptions=True))

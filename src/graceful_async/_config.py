@@ -1,0 +1,158 @@
+"""Checking run()'s arguments eagerly, before anything runs."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import inspect
+import math
+import os
+import signal
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._backends import ASYNCIO_OPTIONS
+from ._shutdown import check_exit_code
+
+BACKENDS = ("asyncio", "trio")
+
+#: The grace period when neither ``grace=`` nor ``GRACEFUL_ASYNC_GRACE`` says otherwise. It
+#: fits inside ``docker stop``'s 10 s, leaving room for the interpreter to exit.
+DEFAULT_GRACE = 8.0
+
+GRACE_ENV = "GRACEFUL_ASYNC_GRACE"
+
+_UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    backend: str
+    backend_options: dict[str, Any]
+    grace: float
+    signals: tuple[signal.Signals, ...]
+    exit_codes: dict[signal.Signals, int]
+
+
+def is_async_callable(fn: object) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - callable() accepts sync ones
+    return not inspect.isclass(fn) and inspect.iscoroutinefunction(call)
+
+
+def make_config(
+    main: Callable[..., Any],
+    backend: object,
+    backend_options: object,
+    grace: object,
+    signals: object,
+    exit_codes: object,
+) -> RunConfig:
+    if not is_async_callable(main):
+        raise TypeError(
+            f"main must be an async function (async def), got {main!r}; "
+            "graceful_async.run() awaits it on the event loop"
+        )
+    return RunConfig(
+        backend=_check_backend(backend, backend_options),
+        backend_options=_check_backend_options(backend, backend_options),
+        grace=_check_grace(grace),
+        signals=_check_signals(signals),
+        exit_codes=_check_exit_codes(exit_codes),
+    )
+
+
+def _check_backend(backend: object, options: object) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}"
+        )
+    if backend == "trio" and importlib.util.find_spec("trio") is None:
+        raise ModuleNotFoundError(
+            "backend='trio' needs trio, which is not installed; "
+            "install it with: pip install graceful-async[trio]"
+        )
+    if (
+        isinstance(options, Mapping)
+        and options.get("use_uvloop")
+        and importlib.util.find_spec("uvloop") is None
+    ):
+        raise ModuleNotFoundError(
+            "backend_options={'use_uvloop': True} needs uvloop, which is not installed; "
+            "install it with: pip install graceful-async[uvloop]"
+        )
+    return str(backend)
+
+
+def _check_backend_options(backend: object, options: object) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"backend_options must be a mapping or None, got {options!r}")
+    unknown = sorted(set(options) - set(ASYNCIO_OPTIONS))
+    if backend == "asyncio" and unknown:
+        raise ValueError(
+            f"backend_options for asyncio may hold {', '.join(map(repr, ASYNCIO_OPTIONS))}, "
+            f"got unknown {', '.join(map(repr, unknown))}"
+        )
+    return dict(options)
+
+
+def _check_grace(grace: object) -> float:
+    source = "grace"
+    if grace is None:
+        raw = os.environ.get(GRACE_ENV, "").strip()
+        if not raw:
+            return DEFAULT_GRACE
+        source = f"the environment variable {GRACE_ENV}"
+        try:
+            grace = float(raw)
+        except ValueError:
+            raise ValueError(
+                f"{source} must be a finite number of seconds >= 0, got {raw!r}"
+            ) from None
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)):
+        raise TypeError(f"{source} must be a finite number of seconds >= 0, got {grace!r}")
+    if not math.isfinite(grace) or grace < 0:
+        raise ValueError(f"{source} must be a finite number of seconds >= 0, got {grace!r}")
+    return float(grace)
+
+
+def _to_signal(name: str, value: object) -> signal.Signals:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must hold signal numbers such as signal.SIGTERM, got {value!r}")
+    try:
+        sig = signal.Signals(value)
+    except ValueError:
+        raise ValueError(f"{name} must hold signal numbers, and {value!r} is not one") from None
+    if sig in _UNCATCHABLE:
+        raise ValueError(f"{name} cannot include {sig.name}: the kernel never lets it be caught")
+    return sig
+
+
+def _check_signals(signals: object) -> tuple[signal.Signals, ...]:
+    if isinstance(signals, (str, bytes)) or not isinstance(signals, Iterable):
+        raise ValueError(f"signals must be an iterable of signal numbers, got {signals!r}")
+    result: list[signal.Signals] = []
+    for value in signals:
+        sig = _to_signal("signals", value)
+        if sig not in result:
+            result.append(sig)
+    return tuple(result)
+
+
+def _check_exit_codes(exit_codes: object) -> dict[signal.Signals, int]:
+    if exit_codes is None:
+        return {}
+    if not isinstance(exit_codes, Mapping):
+        raise TypeError(
+            f"exit_codes must be a mapping of signal to exit status, got {exit_codes!r}"
+        )
+    return {
+        _to_signal("exit_codes", sig): check_exit_code(f"exit_codes[{sig!r}]", code)
+        for sig, code in exit_codes.items()
+    }

@@ -1,0 +1,226 @@
+"""The on_shutdown registry and the hook phase: last registered first, each bounded."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
+
+import anyio
+
+from ._log import logger
+from ._scopes import check_timeout, loop_deadline
+
+if TYPE_CHECKING:
+    from ._shutdown import ShutdownState
+
+    if sys.version_info >= (3, 11):
+        from typing import TypeVarTuple, Unpack
+    else:
+        from typing_extensions import TypeVarTuple, Unpack
+
+    PosArgsT = TypeVarTuple("PosArgsT")
+
+T = TypeVar("T")
+
+
+@final
+class ShutdownHook(Generic[T]):
+    """A registered shutdown hook, as returned by `on_shutdown`.
+
+    Calling it calls the wrapped function, so a function decorated with
+    ``@on_shutdown`` stays usable as itself.
+    """
+
+    __slots__ = ("args", "fn", "name", "timeout")
+
+    def __init__(
+        self, fn: Callable[..., T], args: tuple[Any, ...], timeout: float | None, name: str
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.timeout = timeout
+        self.name = name
+
+    def unregister(self) -> None:
+        """Remove the hook. Does nothing if it was removed already or has run."""
+        _registry.remove(self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> T:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<ShutdownHook {self.name!r} timeout={self.timeout!r}>"
+
+
+class _Registry:
+    """All hooks not yet run, in registration order.
+
+    Hooks registered while no run() is active wait for the next run(); each hook runs at
+    most once. Once the hook phase begins, the registry is closed until run() ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hooks: list[ShutdownHook[Any]] = []
+        self._closed = False
+
+    def add(self, hook: ShutdownHook[Any]) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(
+                    f"cannot register shutdown hook {hook.name!r}: the hook phase has "
+                    "already begun; register hooks before shutdown, for example at "
+                    "the start of main"
+                )
+            self._hooks.append(hook)
+
+    def remove(self, hook: ShutdownHook[Any]) -> None:
+        with self._lock:
+            if hook in self._hooks:
+                self._hooks.remove(hook)
+
+    def close(self) -> list[ShutdownHook[Any]]:
+        with self._lock:
+            self._closed = True
+            hooks, self._hooks = self._hooks, []
+            return hooks
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._closed = False
+
+
+_registry = _Registry()
+
+
+@overload
+def on_shutdown(
+    fn: Callable[[Unpack[PosArgsT]], T],
+    /,
+    *args: Unpack[PosArgsT],
+    timeout: float | None = None,
+    name: str | None = None,
+) -> ShutdownHook[T]: ...
+
+
+@overload
+def on_shutdown(
+    fn: None = None, /, *, timeout: float | None = None, name: str | None = None
+) -> Callable[[Callable[[], T]], ShutdownHook[T]]: ...
+
+
+# mypy cannot match a TypeVarTuple overload against any implementation signature yet,
+# so the implementation is typed loosely and the overloads carry the real types.
+def on_shutdown(  # type: ignore[misc]
+    fn: Callable[..., T] | None = None,
+    /,
+    *args: Any,
+    timeout: float | None = None,
+    name: str | None = None,
+) -> ShutdownHook[T] | Callable[[Callable[[], T]], ShutdownHook[T]]:
+    """Register ``fn(*args)`` to run when `graceful_async.run()` ends, for any reason.
+
+    Hooks run after main's whole task tree has unwound, last registered first. Each one
+    is shielded from the shutdown cancellation and bounded by ``min(timeout, time left
+    in the grace period)``. A hook that raises is logged with its traceback and the
+    others still run; a hook that overruns is cancelled and logged by name.
+
+    Works as a plain call, as a bare decorator (``@on_shutdown``) and as a decorator with
+    options (``@on_shutdown(timeout=2)``).
+
+    Args:
+        fn: A sync or async callable.
+        *args: Positional arguments for ``fn``.
+        timeout: Seconds this hook may take at most, or None for "as long as the grace
+            period allows".
+        name: The name used in logs and in the stuck report; ``fn``'s qualified name by
+            default.
+
+    Returns:
+        A handle whose ``unregister()`` removes the hook. (With the decorator forms the
+        decorated name is bound to this handle, which still calls ``fn`` when called.)
+
+    Raises:
+        TypeError: If ``fn`` is not callable or ``name`` is not a string.
+        ValueError: If ``timeout`` is negative or not finite.
+        RuntimeError: If the hook phase has already begun.
+
+    Example:
+        ```python
+        async def main() -> None:
+            db = await connect()
+            graceful_async.on_shutdown(db.close, timeout=2)
+            await serve(db)
+        ```
+    """
+    check_timeout(timeout)
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a string or None, got {name!r}")
+    if fn is None:
+
+        def decorate(func: Callable[[], T]) -> ShutdownHook[T]:
+            return on_shutdown(func, timeout=timeout, name=name)
+
+        return decorate
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable (sync or async), got {fn!r}")
+    hook = ShutdownHook(fn, args, timeout, name or _name_of(fn))
+    _registry.add(hook)
+    return hook
+
+
+def _name_of(fn: Callable[..., Any]) -> str:
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))
+
+
+async def run_hooks(state: ShutdownState) -> int:
+    """Run every registered hook, last registered first. Returns how many ran."""
+    hooks = _registry.close()
+    for hook in reversed(hooks):
+        await _run_one(state, hook)
+    return len(hooks)
+
+
+def reopen() -> None:
+    _registry.reopen()
+
+
+async def _run_one(state: ShutdownState, hook: ShutdownHook[Any]) -> None:
+    limit = state.time_left()
+    if hook.timeout is not None:
+        limit = min(limit, hook.timeout)
+    started = time.monotonic()
+    scope = anyio.CancelScope(shield=True, deadline=loop_deadline(limit))
+    state.shielded_scopes.add(scope)
+    state.running_hooks[hook.name] = started
+    if state.escalated:
+        scope.cancel("second signal")
+    try:
+        with scope:
+            result = hook.fn(*hook.args)
+            if inspect.isawaitable(result):
+                await result
+    except (Exception, SystemExit):
+        logger.warning("shutdown hook %s failed", hook.name, exc_info=True)
+    finally:
+        state.shielded_scopes.discard(scope)
+        del state.running_hooks[hook.name]
+    took = time.monotonic() - started
+    if scope.cancelled_caught:
+        why = "cancelled by a second signal" if state.escalated else f"cancelled after {took:.2f} s"
+        logger.warning(
+            "shutdown hook %s overran its time limit (%.2f s); %s", hook.name, limit, why
+        )
+    elif not math.isinf(limit) and took > limit:
+        logger.warning(
+            "shutdown hook %s took %.2f s, more than its %.2f s limit (a sync hook "
+            "cannot be cancelled)",
+            hook.name,
+            took,
+            limit,
+        )

@@ -1,0 +1,60 @@
+"""The stuck report: what was still running when the deadline passed."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING
+
+RELAY_TASK_NAME = "graceful_async relay"
+
+if TYPE_CHECKING:
+    from ._backends import TaskLister
+    from ._shutdown import ShutdownState
+
+
+def build_report(state: ShutdownState, why: str, status: int, list_tasks: TaskLister | None) -> str:
+    """Describe the phase, live tasks, running hooks and every thread's stack."""
+    now = time.monotonic()
+    trigger = state.trigger.describe() if state.trigger else "none"
+    elapsed = f"{now - state.started_at:.2f} s" if state.started_at is not None else "n/a"
+    phase = state.phase
+    if state.trigger is not None and phase == "running":
+        phase += " (the event loop never got to start the shutdown: is it blocked?)"
+    lines = [
+        f"graceful_async: {why}; forcing exit with status {status}",
+        f"  trigger: {trigger}; phase: {phase}; time since shutdown began: {elapsed}",
+    ]
+
+    hooks = dict(state.running_hooks)
+    if hooks:
+        lines.append(f"Shutdown hooks still running ({len(hooks)}):")
+        lines += [f"  {name} (running for {now - since:.2f} s)" for name, since in hooks.items()]
+
+    tasks = list_tasks() if list_tasks is not None else []
+    lines.append(f"Tasks still alive ({len(tasks)}):")
+    lines += [
+        f"  {task.name!r} at {task.where}"
+        for task in sorted(tasks, key=lambda t: t.name)
+        if task.name != RELAY_TASK_NAME
+    ]
+
+    names = {thread.ident: thread for thread in threading.enumerate()}
+    me = threading.get_ident()
+    frames = sys._current_frames()
+    lines.append(f"Threads ({len(frames) - (me in frames)}):")
+    for ident, frame in frames.items():
+        if ident == me:
+            continue
+        thread = names.get(ident)
+        label = thread.name if thread is not None else "<unknown>"
+        kind = "daemon" if thread is not None and thread.daemon else "non-daemon"
+        lines.append(f"  Thread {label!r} ({kind}, ident {ident}), most recent call last:")
+        lines += [
+            "    " + line
+            for entry in traceback.format_stack(frame)
+            for line in entry.rstrip("\n").splitlines()
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,260 @@
+"""run(): the phases of a service's life, in the order they happen.
+
+    validate -> install handlers -> run main -> (trigger) -> cancel main's tree
+    -> sweep stray tasks -> hooks -> wait for non-daemon threads -> restore handlers
+    -> exit status
+
+The watchdog thread guards everything from the first trigger to the end of run().
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+from anyio.abc import TaskStatus
+
+from . import _hooks
+from ._backends import cancel_stray_tasks, current_task_handle, run_on_backend, task_lister
+from ._config import RunConfig, make_config
+from ._exit import Outcome, conclude, exit_status, remove_quiet_hook
+from ._log import logger
+from ._report import RELAY_TASK_NAME
+from ._scopes import to_loop_clock
+from ._shutdown import ShutdownState, Trigger, claim, release
+from ._signals import handlers_installed
+from ._watchdog import Watchdog
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import TypeVarTuple, Unpack
+    else:
+        from typing_extensions import TypeVarTuple, Unpack
+
+    PosArgsT = TypeVarTuple("PosArgsT")
+
+T = TypeVar("T")
+
+_DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def run(
+    main: Callable[[Unpack[PosArgsT]], Awaitable[T]],
+    *args: Unpack[PosArgsT],
+    backend: str = "asyncio",
+    backend_options: dict[str, Any] | None = None,
+    grace: float | None = None,
+    signals: tuple[int, ...] = _DEFAULT_SIGNALS,
+    exit_codes: dict[int, int] | None = None,
+) -> T:
+    """Run ``main(*args)`` and shut it down gracefully on SIGINT, SIGTERM or request.
+
+    On the first trigger (a signal in ``signals``, `request_shutdown`, ``sys.exit``, or
+    an error escaping main), main's whole task tree is cancelled, every pending
+    ``finally`` runs, then the `on_shutdown` hooks run, last registered first. A second
+    signal cancels everything still running and gives the program 1 s; a third ends it
+    at once. Whatever user code does, the process has ended ``grace`` seconds after the
+    first trigger: a watchdog outside the event loop writes a report of what was stuck
+    to stderr and exits with `FORCED_EXIT_STATUS`.
+
+    Args:
+        main: The async function to run.
+        *args: Positional arguments for ``main``.
+        backend: ``"asyncio"`` or ``"trio"``.
+        backend_options: Passed to `anyio.run`, for example ``{"use_uvloop": True}``.
+        grace: Seconds from the first trigger until the process has ended. Defaults to
+            the ``GRACEFUL_ASYNC_GRACE`` environment variable, else 8.0 (inside
+            ``docker stop``'s 10 s).
+        signals: The signals that start a graceful shutdown. A SIGINT that the parent
+            process left ignored stays ignored.
+        exit_codes: Exit status per signal, overriding the default of ``128 + N``; for
+            example ``{signal.SIGTERM: 0}``.
+
+    Returns:
+        main's return value, when main finished by itself.
+
+    Raises:
+        SystemExit: After a shutdown started by a signal (status ``128 + N``, or as
+            mapped in ``exit_codes``), by `request_shutdown` or by ``sys.exit``.
+        KeyboardInterrupt: After a shutdown started by SIGINT. If it is not caught,
+            the interpreter exits by SIGINT, as the shell expects, without a traceback.
+        TypeError: If ``main`` is not an async function, or an argument has the wrong
+            type.
+        ValueError: If ``backend``, ``grace``, ``signals`` or ``exit_codes`` is invalid.
+        ModuleNotFoundError: If trio or uvloop is asked for but not installed.
+        RuntimeError: If another `run()` is active in this process.
+
+    Example:
+        ```python
+        import anyio
+        import graceful_async
+
+        async def main() -> None:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                with graceful_async.cleanup_scope(timeout=2):
+                    await flush_buffers()
+
+        graceful_async.run(main)
+        ```
+    """
+    config = make_config(main, backend, backend_options, grace, signals, exit_codes)
+    remove_quiet_hook()
+    state = ShutdownState(config.grace)
+    try:
+        claim(state)
+    except RuntimeError:
+        state.close()
+        raise
+    try:
+        watchdog = Watchdog(state)
+        try:
+            with handlers_installed(state, config.signals):
+                escaped: list[BaseException] = []
+
+                def on_escape(exc: BaseException) -> None:
+                    escaped.append(exc)
+                    state.trigger_shutdown(_trigger_for(Outcome.of(exc)))
+
+                outcome = run_on_backend(
+                    config.backend,
+                    config.backend_options,
+                    lambda: _supervise(state, watchdog, config, lambda: main(*args)),
+                    on_escape,
+                )
+                outcome.adopt(escaped)
+                trigger = state.trigger
+                assert trigger is not None
+                if trigger.kind != "return":
+                    _wait_for_threads(state)
+            assert state.started_at is not None
+            logger.info(
+                "shutdown complete in %.3f s; exit status: %s",
+                time.monotonic() - state.started_at,
+                exit_status(outcome, trigger, config.exit_codes),
+            )
+        finally:
+            watchdog.stop()
+    finally:
+        _hooks.reopen()
+        release(state)
+        state.close()
+    return conclude(outcome, trigger, config.exit_codes)  # type: ignore[no-any-return]
+
+
+async def _supervise(
+    state: ShutdownState,
+    watchdog: Watchdog,
+    config: RunConfig,
+    call_main: Callable[[], Awaitable[Any]],
+) -> Outcome:
+    watchdog.list_tasks = task_lister(config.backend)
+    outcome = Outcome()
+    main_scope = anyio.CancelScope()
+    relay = _Relay(state, main_scope, config.backend)
+    async with anyio.create_task_group() as tg:
+        await tg.start(relay.run, name=RELAY_TASK_NAME)
+        _enter_phase(state, "running")
+        relay.apply()
+        try:
+            with main_scope:
+                outcome.value = await call_main()
+        except anyio.get_cancelled_exc_class():  # pragma: no cover - nothing cancels us
+            raise
+        except BaseException as exc:
+            outcome.capture(exc)
+        state.trigger_shutdown(_trigger_for(outcome))
+        relay.apply()
+
+        own = {current_task_handle(config.backend), relay.task}
+        stray = await cancel_stray_tasks(config.backend, own, state.time_left())
+        if stray:
+            logger.info("cancelled %d task(s) outside main's task tree", stray)
+
+        _enter_phase(state, "hooks")
+        count = await _hooks.run_hooks(state)
+        logger.info("ran %d shutdown hook(s)", count)
+        tg.cancel_scope.cancel()
+    _enter_phase(state, "exiting")
+    return outcome
+
+
+def _trigger_for(outcome: Outcome) -> Trigger:
+    if outcome.error is not None:
+        return Trigger("error", reason=repr(outcome.error))
+    if outcome.system_exit is not None:
+        code = outcome.system_exit.code
+        return Trigger("exit", exit_code=code if isinstance(code, int) else 1)
+    return Trigger("return")
+
+
+def _enter_phase(state: ShutdownState, phase: str) -> None:
+    now = time.monotonic()
+    if state.phase in ("cancelling", "hooks", "threads"):
+        logger.info("%s phase took %.3f s", state.phase, now - state.phase_started)
+    state.phase = phase
+    state.phase_started = now
+
+
+class _Relay:
+    """Applies what the signal handlers and other threads recorded, on the loop."""
+
+    def __init__(self, state: ShutdownState, main_scope: anyio.CancelScope, backend: str):
+        self._state = state
+        self._main_scope = main_scope
+        self._backend = backend
+        self._applied_trigger = False
+        self._applied_escalation = False
+        self.task: object = None
+
+    async def run(self, *, task_status: TaskStatus[None]) -> None:
+        self.task = current_task_handle(self._backend)
+        task_status.started()
+        waker = self._state.loop_waker
+        while True:
+            await anyio.wait_readable(waker.reader)
+            waker.drain()
+            self.apply()
+
+    def apply(self) -> None:
+        state = self._state
+        trigger = state.trigger
+        if trigger is not None and not self._applied_trigger:
+            self._applied_trigger = True
+            logger.info("%s, shutting down (grace %.1f s)", trigger.headline(), state.grace)
+            if state.phase == "running":
+                _enter_phase(state, "cancelling")
+                self._main_scope.cancel(trigger.describe())
+            deadline = to_loop_clock(state.soft_deadline)
+            for scope in state.shielded_scopes:
+                scope.deadline = min(scope.deadline, deadline)
+        if state.escalated and not self._applied_escalation:
+            self._applied_escalation = True
+            logger.warning("second signal: cancelling everything still running, exiting within 1 s")
+            for scope in list(state.shielded_scopes):
+                scope.cancel("second signal")
+
+
+def _wait_for_threads(state: ShutdownState) -> None:
+    # The interpreter would join non-daemon threads after run() anyway, without a time
+    # limit. Joining them here keeps them under the watchdog: a thread that never returns
+    # ends in the stuck report at the deadline instead of hanging the process. Only the
+    # main thread does this; elsewhere the main thread itself would be waited for.
+    if threading.current_thread() is not threading.main_thread():
+        return
+    me = threading.current_thread()
+    pending = [t for t in threading.enumerate() if t is not me and not t.daemon]
+    if not pending:
+        return
+    _enter_phase(state, "threads")
+    logger.info("waiting for %d non-daemon thread(s)", len(pending))
+    for thread in pending:
+        # join() is interruptible, so a second or third signal still gets through.
+        thread.join()
+    _enter_phase(state, "exiting")

@@ -1,0 +1,84 @@
+"""cleanup_scope(): a shielded, bounded block for ``finally`` clauses."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+
+from ._log import logger
+from ._shutdown import current_state
+
+
+def check_timeout(timeout: object) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be None or a finite number of seconds >= 0, got {timeout!r}")
+    if not math.isfinite(timeout) or timeout < 0:
+        raise ValueError(
+            f"timeout must be None or a finite number of seconds >= 0, got {timeout!r}"
+        )
+
+
+def loop_deadline(seconds: float) -> float:
+    """Turn "seconds from now" into a deadline on the running loop's clock."""
+    return math.inf if math.isinf(seconds) else anyio.current_time() + seconds
+
+
+def to_loop_clock(monotonic_deadline: float) -> float:
+    """Turn a time.monotonic() deadline into one on the loop's clock (trio's differs)."""
+    return loop_deadline(monotonic_deadline - time.monotonic())
+
+
+@contextmanager
+def cleanup_scope(timeout: float | None = None) -> Iterator[anyio.CancelScope]:
+    """Shield a block, typically a ``finally`` clause, from the shutdown cancellation.
+
+    anyio's cancellation is level-triggered: once main's task tree is cancelled, every
+    ``await`` in a ``finally`` clause raises again at once, so asynchronous cleanup never
+    happens. Inside ``cleanup_scope()`` it runs, bounded by ``min(timeout, time left in
+    the grace period)``, and is cancelled at once by a second signal.
+
+    Args:
+        timeout: Seconds the block may take at most, or None for "as long as the grace
+            period allows".
+
+    Yields:
+        The anyio `CancelScope`; its ``cancelled_caught`` tells whether the block was cut.
+
+    Raises:
+        TypeError: If ``timeout`` is not a number.
+        ValueError: If ``timeout`` is negative or not finite.
+
+    Example:
+        ```python
+        try:
+            await serve(conn)
+        finally:
+            with graceful_async.cleanup_scope(timeout=2):
+                await conn.send_goodbye()
+        ```
+    """
+    check_timeout(timeout)
+    limit = math.inf if timeout is None else float(timeout)
+    state = current_state()
+    if state is not None:
+        limit = min(limit, state.time_left())
+    scope = anyio.CancelScope(shield=True, deadline=loop_deadline(limit))
+    if state is not None:
+        state.shielded_scopes.add(scope)
+        if state.escalated:
+            scope.cancel("second signal")
+    started = time.monotonic()
+    try:
+        with scope:
+            yield scope
+    finally:
+        if state is not None:
+            state.shielded_scopes.discard(scope)
+    if scope.cancelled_caught:
+        logger.warning("cleanup scope cut off after %.2f s", time.monotonic() - started)

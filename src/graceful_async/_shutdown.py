@@ -1,0 +1,236 @@
+"""The shutdown state of one run(): what triggered it, its deadline, and how to wake it.
+
+Everything that can start or speed up a shutdown (a signal handler, another thread, a
+task) writes here with plain attribute assignments and a byte on a socket. Nothing in this
+module takes a lock, so the signal handler may call into it at any moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from anyio import CancelScope
+
+TriggerKind = Literal["signal", "request", "exit", "error", "return"]
+
+#: How long the program may still take after a second signal, in seconds.
+ESCALATION_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What started the shutdown. The first trigger wins; later ones only escalate."""
+
+    kind: TriggerKind
+    signum: int | None = None
+    reason: str | None = None
+    exit_code: int = 0
+
+    def describe(self) -> str:
+        if self.kind == "signal" and self.signum is not None:
+            return signal.Signals(self.signum).name
+        if self.kind == "request":
+            return f"shutdown requested ({self.reason})" if self.reason else "shutdown requested"
+        if self.kind == "exit":
+            return f"sys.exit({self.exit_code!r})"
+        if self.kind == "error":
+            return f"error in main ({self.reason})"
+        return "main returned"
+
+    def headline(self) -> str:
+        """The start of the log line that announces the shutdown."""
+        if self.kind == "signal":
+            return f"{self.describe()} received"
+        if self.kind == "exit":
+            return f"{self.describe()} called"
+        return self.describe()
+
+
+class _Waker:
+    """A socket pair: the write side may be poked from signal handlers and other threads.
+
+    A non-blocking send() is async-signal-safe and takes no Python-level lock. When the
+    buffer is full a wake-up is already pending, so the byte can be dropped.
+    """
+
+    def __init__(self) -> None:
+        self.reader, self._writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def poke(self, byte: bytes = b"\0") -> None:
+        with contextlib.suppress(OSError):
+            self._writer.send(byte)
+
+    def drain(self) -> bytes:
+        chunks = []
+        with contextlib.suppress(OSError):
+            while chunk := self.reader.recv(4096):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        self.reader.close()
+        self._writer.close()
+
+
+class ShutdownState:
+    """The state of one active run(). Created by run(), fed by the signal handlers."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.trigger: Trigger | None = None
+        self.started_at: float | None = None
+        #: When the watchdog ends the process (time.monotonic()).
+        self.deadline: float = math.inf
+        #: When cooperative work (cleanup scopes, hooks) must have stopped. A little
+        #: before the deadline, so that a cancelled hook still leaves time to exit cleanly.
+        self.soft_deadline: float = math.inf
+        self.escalated = False
+        self.signal_count = 0
+        self.phase = "starting"
+        self.phase_started = time.monotonic()
+        self.running_hooks: dict[str, float] = {}
+        #: Shielded scopes (cleanup scopes and hooks) to clamp and cancel. Loop thread only.
+        self.shielded_scopes: set[CancelScope] = set()
+        self.loop_waker = _Waker()
+        self.watchdog_waker = _Waker()
+        self.loop_thread = threading.get_ident()
+
+    # --- called from signal handlers, other threads and the loop: no locks, no logging
+
+    def trigger_shutdown(self, trigger: Trigger) -> bool:
+        """Record ``trigger`` if it is the first one and arm the deadline."""
+        if self.trigger is not None:
+            return False
+        now = time.monotonic()
+        self.trigger = trigger
+        self.started_at = now
+        self.soft_deadline = now + self.grace - exit_reserve(self.grace)
+        self.deadline = now + self.grace
+        self.watchdog_waker.poke()
+        self.loop_waker.poke()
+        return True
+
+    def signal_received(self, signum: int) -> None:
+        self.signal_count += 1
+        if self.signal_count == 1:
+            self.trigger_shutdown(Trigger("signal", signum=signum))
+        elif self.signal_count == 2:
+            self.escalate()
+        else:
+            self.watchdog_waker.poke(b"k")
+
+    def escalate(self) -> None:
+        now = time.monotonic()
+        self.escalated = True
+        self.soft_deadline = min(self.soft_deadline, now)
+        self.deadline = min(self.deadline, now + ESCALATION_TIMEOUT)
+        self.watchdog_waker.poke()
+        self.loop_waker.poke()
+
+    # --- queries
+
+    def time_left(self) -> float:
+        """Seconds of cooperative time left; ``math.inf`` before any trigger."""
+        return max(0.0, self.soft_deadline - time.monotonic())
+
+    def close(self) -> None:
+        self.loop_waker.close()
+        self.watchdog_waker.close()
+
+
+def exit_reserve(grace: float) -> float:
+    """The slice of the grace period kept for the process to exit after the last hook."""
+    return min(0.5, grace / 10)
+
+
+# The active run, if any. Set and cleared by run() under _active_lock; read without the
+# lock (a single attribute read) by request_shutdown(), the signal handlers and the scopes.
+_active: ShutdownState | None = None
+_active_lock = threading.Lock()
+
+
+def current_state() -> ShutdownState | None:
+    return _active
+
+
+def claim(state: ShutdownState) -> None:
+    global _active  # noqa: PLW0603
+    with _active_lock:
+        if _active is not None:
+            raise RuntimeError(
+                "graceful_async.run() is already running in this process; "
+                "it owns the signal handlers and the exit status, so only one run() "
+                "may be active at a time"
+            )
+        _active = state
+
+
+def release(state: ShutdownState) -> None:
+    global _active  # noqa: PLW0603
+    with _active_lock:
+        if _active is state:
+            _active = None
+
+
+def request_shutdown(reason: str | None = None, *, exit_code: int = 0) -> None:
+    """Start a graceful shutdown of the running program, as a signal would.
+
+    Safe to call from a task, from synchronous code on the event loop thread, and from
+    any other thread. Calling it again once shutdown has begun does nothing.
+
+    Args:
+        reason: Free text for the log and the shutdown reason.
+        exit_code: The status the process ends with, from 0 to 255.
+
+    Raises:
+        RuntimeError: If no `graceful_async.run()` is active.
+        TypeError: If ``exit_code`` is not an int or ``reason`` is not a string.
+        ValueError: If ``exit_code`` is outside 0-255.
+
+    Example:
+        ```python
+        if config_changed_in_an_incompatible_way():
+            graceful_async.request_shutdown("config changed", exit_code=3)
+        ```
+    """
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"reason must be a string or None, got {reason!r}")
+    check_exit_code("exit_code", exit_code)
+    state = _active
+    if state is None:
+        raise RuntimeError(
+            "request_shutdown() needs an active graceful_async.run(); "
+            "call it from the program that run() is running"
+        )
+    state.trigger_shutdown(Trigger("request", reason=reason, exit_code=exit_code))
+
+
+def shutdown_requested() -> bool:
+    """Tell whether the running program has begun to shut down.
+
+    Works from any task and any thread. Outside `graceful_async.run()` it returns False.
+
+    Returns:
+        True once a signal, `request_shutdown`, ``sys.exit``, an error or main's return
+        has started the shutdown.
+    """
+    state = _active
+    return state is not None and state.trigger is not None
+
+
+def check_exit_code(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int from 0 to 255, got {value!r}")
+    if not 0 <= value <= 255:
+        raise ValueError(f"{name} must be an int from 0 to 255, got {value!r}")
+    return value

@@ -1,0 +1,95 @@
+"""The out-of-loop deadline and the forced exit."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import select
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ._report import build_report
+
+if TYPE_CHECKING:
+    from ._backends import TaskLister
+    from ._shutdown import ShutdownState
+
+#: The exit status of a process that the watchdog ended because the grace period ran out
+#: (or a third signal arrived). Distinct from 0, 1, 2 and 128+N, so supervisors and logs
+#: can tell "did not stop in time" from a crash or a signal.
+FORCED_EXIT_STATUS = 124
+
+
+class Watchdog:
+    """A daemon thread that ends the process at the deadline, whatever the loop does.
+
+    It lives outside the event loop so that it fires when the loop is blocked in sync
+    code, when a task swallows cancellation, or when a non-daemon thread never returns.
+    Until a shutdown begins it is blocked in select() with no timeout: no wake-ups, no
+    polling. The signal handler arms it by writing one byte to its socket.
+    """
+
+    def __init__(self, state: ShutdownState) -> None:
+        self._state = state
+        self.list_tasks: TaskLister | None = None
+        self._thread = threading.Thread(
+            target=self._watch, name="graceful_async watchdog", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._state.watchdog_waker.poke(b"q")
+        self._thread.join()
+
+    def _watch(self) -> None:
+        state = self._state
+        reader = state.watchdog_waker.reader
+        while True:
+            left = state.deadline - time.monotonic()
+            timeout = None if math.isinf(left) else max(0.0, left)
+            ready, _, _ = select.select([reader], [], [], timeout)
+            if not ready:
+                if time.monotonic() >= state.deadline:
+                    self._fire(self._deadline_reason())
+                continue
+            data = state.watchdog_waker.drain()
+            if b"q" in data:
+                return
+            if b"k" in data:
+                self._fire("a third signal arrived")
+
+    def _deadline_reason(self) -> str:
+        state = self._state
+        if state.escalated:
+            return "the program did not finish within 1 s of the second signal"
+        return f"shutdown did not finish within the grace period ({state.grace:g} s)"
+
+    def _fire(self, why: str) -> None:
+        report = build_report(self._state, why, FORCED_EXIT_STATUS, self.list_tasks)
+        force_exit(report, FORCED_EXIT_STATUS)
+
+
+def force_exit(report: str, status: int) -> None:  # pragma: no cover - ends the process
+    """Write ``report`` to stderr, flush what can be flushed, and end the process now."""
+    # Straight to file descriptor 2: sys.stderr's buffer lock may be held by a thread
+    # that is stuck, and the report must get out even if logging was never configured.
+    data = report.encode("utf-8", "replace")
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(2, data) :]
+    # Flushing Python's buffers takes their locks, which a stuck thread may hold (say,
+    # blocked writing to a full pipe). Try it on a throwaway thread, but never wait long.
+    flusher = threading.Thread(target=_flush_std_streams, daemon=True)
+    flusher.start()
+    flusher.join(0.25)
+    os._exit(status)
+
+
+def _flush_std_streams() -> None:  # pragma: no cover - runs only on the way to os._exit
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from .helpers import BACKENDS, Backend
+
+
+@pytest.fixture(params=BACKENDS, ids=[b.id for b in BACKENDS])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each backend the runner supports: asyncio, asyncio+uvloop and trio."""
+    result: Backend = request.param
+    return result
+
+
+@pytest.fixture(params=BACKENDS, ids=[b.id for b in BACKENDS])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    """The same three backends for anyio's pytest plugin."""
+    b: Backend = request.param
+    return b.name, dict(b.options)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_grace_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRACEFUL_ASYNC_GRACE", raising=False)
+
+
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Capture graceful_async's log records at INFO."""
+    with caplog.at_level(logging.INFO, logger="graceful_async"):
+        yield caplog

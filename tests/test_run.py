@@ -1,0 +1,188 @@
+"""run(): returning, options, state left behind, nesting and threads."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from types import FrameType
+
+import anyio
+import anyio.lowlevel
+import pytest
+import sniffio
+
+import graceful_async
+
+from .helpers import Backend
+
+
+def test_returns_mains_value(backend: Backend) -> None:
+    """main(*args) runs and its return value comes back from run()."""
+
+    async def main(a: int, b: str) -> str:
+        await anyio.lowlevel.checkpoint()
+        return f"{a}-{b}"
+
+    assert backend.run(main, 1, "x") == "1-x"
+
+
+def test_backend_options_reach_the_backend(backend: Backend) -> None:
+    """The chosen backend, with its options, is what main runs on."""
+
+    async def main() -> str:
+        library = sniffio.current_async_library()
+        if library == "asyncio":
+            return type(asyncio.get_running_loop()).__module__.split(".")[0]
+        return library
+
+    expected = {"asyncio": "asyncio", "asyncio+uvloop": "uvloop", "trio": "trio"}[backend.id]
+    assert backend.run(main) == expected
+
+
+def test_handlers_installed_during_main_and_restored_after(backend: Backend) -> None:
+    """Handlers are ours while main runs; afterwards the very same old objects are back."""
+
+    def old_term(signum: int, frame: FrameType | None) -> None:
+        pytest.fail("the old SIGTERM handler must not be called")
+
+    previous_int = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGTERM, old_term)
+    try:
+        seen: list[object] = []
+
+        async def main() -> None:
+            seen.append(signal.getsignal(signal.SIGTERM))
+            seen.append(signal.getsignal(signal.SIGINT))
+
+        backend.run(main)
+        assert seen[0] is not old_term
+        assert callable(seen[0])
+        assert seen[1] is seen[0]
+        assert signal.getsignal(signal.SIGTERM) is old_term
+        assert signal.getsignal(signal.SIGINT) is previous_int
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_only_the_chosen_signals_are_handled(backend: Backend) -> None:
+    """signals=(SIGTERM,) leaves SIGINT to whoever had it."""
+    seen: list[object] = []
+
+    async def main() -> None:
+        seen.append(signal.getsignal(signal.SIGINT))
+        seen.append(signal.getsignal(signal.SIGTERM))
+
+    backend.run(main, signals=(signal.SIGTERM,))
+    assert seen[0] is not seen[1]
+
+
+def test_can_run_again_and_leaves_no_state(backend: Backend) -> None:
+    """run() can be called again in the same process and starts afresh each time."""
+
+    async def main(n: int) -> int:
+        assert not graceful_async.shutdown_requested()
+        graceful_async.on_shutdown(lambda: None)
+        return n
+
+    assert [backend.run(main, n) for n in range(3)] == [0, 1, 2]
+    assert not graceful_async.shutdown_requested()
+    assert not any(t.name == "graceful_async watchdog" for t in threading.enumerate())
+
+
+def test_nested_run_is_refused(backend: Backend) -> None:
+    """Calling run() while another run() is active raises a clear RuntimeError."""
+
+    async def inner() -> None:
+        pytest.fail("the nested main must not run")
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="already running"):
+            graceful_async.run(inner)
+
+    backend.run(main)
+
+
+def test_run_in_another_thread_warns_and_installs_nothing(backend: Backend) -> None:
+    """Outside the main thread run() works, installs no handlers and warns once."""
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[object] = []
+    caught: list[BaseException] = []
+
+    async def main() -> str:
+        seen.append(signal.getsignal(signal.SIGTERM))
+        return "done"
+
+    def target() -> None:
+        try:
+            with pytest.warns(RuntimeWarning, match="outside the main thread") as record:
+                seen.append(backend.run(main))
+            seen.append(len(record))
+        except BaseException as exc:  # pragma: no cover - reported below
+            caught.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(30)
+    assert not caught
+    assert seen == [before, "done", 1]
+
+
+def test_request_from_a_thread_outside_the_main_thread(backend: Backend) -> None:
+    """In a non-main thread, request_shutdown() still shuts the program down."""
+    results: list[object] = []
+
+    async def main() -> None:
+        try:
+            graceful_async.request_shutdown("from the worker thread", exit_code=4)
+            await anyio.sleep_forever()
+        finally:
+            results.append("finally")
+
+    def target() -> None:
+        with pytest.warns(RuntimeWarning), pytest.raises(SystemExit) as info:
+            backend.run(main)
+        results.append(info.value.code)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(30)
+    assert results == ["finally", 4]
+
+
+def test_signal_before_the_loop_processes_it_still_cancels_main(backend: Backend) -> None:
+    """A signal that lands while main is busy in sync code is applied once it awaits."""
+    reached: list[str] = []
+
+    async def main() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        # The handler has run by now; the loop has not seen the byte yet.
+        assert graceful_async.shutdown_requested()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            reached.append("finally")
+
+    with pytest.raises(SystemExit) as info:
+        backend.run(main)
+    assert info.value.code == 143
+    assert reached == ["finally"]
+
+
+def test_cancel_reason_names_the_signal(backend: Backend) -> None:
+    """main's tree is cancelled with the signal's name as the cancel reason."""
+    messages: list[str] = []
+
+    async def main() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class() as exc:
+            messages.append(str(exc))
+            raise
+
+    with pytest.raises(SystemExit):
+        backend.run(main)
+    assert len(messages) == 1
+    assert "SIGTERM" in messages[0]

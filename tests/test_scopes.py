@@ -1,0 +1,108 @@
+"""cleanup_scope(): awaiting in finally after cancellation, bounded and escalatable."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+import graceful_async
+
+from .helpers import Backend
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_without_cleanup_scope_an_await_in_finally_raises() -> None:
+    """The pitfall: after a cancel, an unshielded await in finally raises again."""
+    reached: list[str] = []
+    with anyio.CancelScope() as scope:
+        try:
+            scope.cancel()
+            await anyio.sleep_forever()
+        finally:
+            with pytest.raises(anyio.get_cancelled_exc_class()):
+                await anyio.lowlevel.checkpoint()
+            reached.append("after the failed await")
+    assert reached == ["after the failed await"]
+
+
+async def test_cleanup_scope_lets_finally_await() -> None:
+    """The fix: inside cleanup_scope() the await completes."""
+    reached: list[str] = []
+    with anyio.CancelScope() as scope:
+        try:
+            scope.cancel()
+            await anyio.sleep_forever()
+        finally:
+            with graceful_async.cleanup_scope(timeout=5) as cleanup:
+                await anyio.sleep(0.01)
+                reached.append("cleanup finished")
+            assert not cleanup.cancelled_caught
+    assert reached == ["cleanup finished"]
+
+
+async def test_cleanup_scope_is_bounded_by_its_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    """A cleanup that overruns its timeout is cut, and the cut is logged."""
+    with graceful_async.cleanup_scope(timeout=0.05) as scope:
+        await anyio.sleep(30)
+    assert scope.cancelled_caught
+    assert any(
+        r.levelno == logging.WARNING and "cleanup scope cut off" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+@pytest.mark.parametrize(
+    ("limit", "error", "match"),
+    [
+        (-1, ValueError, "timeout must be None or a finite number of seconds >= 0, got -1"),
+        (float("inf"), ValueError, "got inf"),
+        (True, TypeError, "got True"),
+    ],
+)
+async def test_cleanup_scope_checks_timeout(limit: object, error: type, match: str) -> None:
+    """A bad timeout is named in the error."""
+    with pytest.raises(error, match=match), graceful_async.cleanup_scope(limit):  # type: ignore[arg-type]
+        pytest.fail("the block must not run")
+
+
+def test_cleanup_scope_is_bounded_by_the_grace_period(backend: Backend) -> None:
+    """Under run(), a cleanup scope ends with the grace period's cooperative time."""
+    took: list[float] = []
+
+    async def main() -> None:
+        try:
+            graceful_async.request_shutdown()
+            await anyio.sleep_forever()
+        finally:
+            start = time.monotonic()
+            with graceful_async.cleanup_scope():
+                await anyio.sleep(30)
+            took.append(time.monotonic() - start)
+
+    with pytest.raises(SystemExit):
+        backend.run(main, grace=0.5)
+    assert len(took) == 1
+    assert took[0] < 0.5
+
+
+def test_open_cleanup_scope_is_clamped_when_shutdown_starts(backend: Backend) -> None:
+    """A cleanup scope entered before the trigger is still bounded by the grace period."""
+    took: list[float] = []
+
+    async def main() -> None:
+        start = time.monotonic()
+        with graceful_async.cleanup_scope() as scope:
+            graceful_async.request_shutdown()
+            await anyio.sleep(30)
+        took.append(time.monotonic() - start)
+        assert scope.cancelled_caught
+
+    with pytest.raises(SystemExit):
+        backend.run(main, grace=0.5)
+    assert len(took) == 1
+    assert took[0] < 0.5

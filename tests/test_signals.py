@@ -1,0 +1,241 @@
+"""Real signals to real child processes: statuses, cleanup, escalation, inherited SIG_IGN."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from .helpers import SIGINT_DEATH, Backend, run_program
+
+SERVICE = """
+atexit.register(say, "atexit ran")
+
+async def main():
+    graceful_async.on_shutdown(say, "hook ran")
+    try:
+        say("READY")
+        await anyio.sleep_forever()
+    finally:
+        with graceful_async.cleanup_scope(timeout=5):
+            await anyio.sleep(0.01)
+            say("finally ran")
+    print("buffered line, never flushed by hand")
+
+start(main, exit_codes=EXIT_CODES)
+"""
+
+
+def service(exit_codes: str = "None") -> str:
+    return SERVICE.replace("EXIT_CODES", exit_codes)
+
+
+def test_sigterm_runs_cleanup_and_exits_143(tmp_path: Path, backend: Backend) -> None:
+    """SIGTERM: finally, hook and atexit run; status 143; no traceback; output flushed."""
+    result = run_program(tmp_path, service(), backend, send=(signal.SIGTERM,))
+    assert result.returncode == 128 + signal.SIGTERM
+    assert result.lines[1:] == ["finally ran", "hook ran", "atexit ran"]
+    assert result.stderr == ""
+
+
+def test_sigint_dies_by_sigint(tmp_path: Path, backend: Backend) -> None:
+    """SIGINT: cleanup runs, then the process dies *by* SIGINT, silently, after atexit."""
+    result = run_program(tmp_path, service(), backend, send=(signal.SIGINT,))
+    assert result.returncode == SIGINT_DEATH
+    assert result.lines[1:] == ["finally ran", "hook ran", "atexit ran"]
+    assert result.stderr == ""
+
+
+def test_exit_codes_map_a_signal(tmp_path: Path, backend: Backend) -> None:
+    """exit_codes={SIGTERM: 0} turns a SIGTERM shutdown into status 0."""
+    result = run_program(tmp_path, service("{signal.SIGTERM: 0}"), backend, send=(signal.SIGTERM,))
+    assert result.returncode == 0
+    assert result.lines[1:] == ["finally ran", "hook ran", "atexit ran"]
+
+
+def test_main_returning_exits_zero(tmp_path: Path, backend: Backend) -> None:
+    """A main that finishes by itself leaves a normal, zero status."""
+    body = """
+    async def main():
+        graceful_async.on_shutdown(say, "hook ran")
+        return 0
+
+    say(f"returned {start(main)}")
+    """
+    result = run_program(tmp_path, body, backend)
+    assert result.returncode == 0
+    assert result.lines == ["hook ran", "returned 0"]
+
+
+def test_sys_exit_in_a_task_exits_with_its_status(tmp_path: Path, backend: Backend) -> None:
+    """sys.exit(3) in a child task: graceful shutdown, status 3, no traceback."""
+    body = """
+    async def quitter():
+        await anyio.sleep(0)
+        sys.exit(3)
+
+    async def main():
+        graceful_async.on_shutdown(say, "hook ran")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(quitter)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                say("finally ran")
+
+    start(main)
+    """
+    result = run_program(tmp_path, body, backend)
+    assert result.returncode == 3
+    assert result.lines == ["finally ran", "hook ran"]
+    assert result.stderr == ""
+
+
+def test_error_in_main_exits_one_with_its_own_traceback(tmp_path: Path, backend: Backend) -> None:
+    """An exception from main: hooks run, status 1, the user's traceback, no runner group."""
+    body = """
+    class PaymentError(Exception):
+        pass
+
+    async def main():
+        graceful_async.on_shutdown(say, "hook ran")
+        raise PaymentError("card declined")
+
+    start(main)
+    """
+    result = run_program(tmp_path, body, backend)
+    assert result.returncode == 1
+    assert result.lines == ["hook ran"]
+    assert result.stderr.rstrip().endswith("PaymentError: card declined")
+    assert "ExceptionGroup" not in result.stderr
+
+
+def test_second_signal_cancels_hooks_and_finishes(tmp_path: Path, backend: Backend) -> None:
+    """A signal during the hooks never kills on the spot; it cancels them, status stays 143."""
+    body = """
+    atexit.register(say, "atexit ran")
+
+    async def slow_hook():
+        say("HOOK STARTED")
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            say("hook cancelled")
+            raise
+
+    async def main():
+        graceful_async.on_shutdown(say, "earlier hook still ran")
+        graceful_async.on_shutdown(slow_hook)
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main, grace=60)
+    """
+    from .helpers import Child, write_program
+
+    child = Child.start(write_program(tmp_path, body), backend)
+    child.wait_for("READY")
+    child.send(signal.SIGTERM)
+    child.wait_for("HOOK STARTED")
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    assert result.returncode == 143
+    assert result.lines[2:] == ["hook cancelled", "earlier hook still ran", "atexit ran"]
+
+
+def test_second_signal_gives_one_second_then_forces(tmp_path: Path, backend: Backend) -> None:
+    """With a task that swallows cancellation, the 2nd signal ends it soon, not at grace."""
+    body = """
+    async def stubborn():
+        while True:
+            try:
+                await anyio.sleep(60)
+            except anyio.get_cancelled_exc_class():
+                pass
+
+    async def main():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stubborn, name="stubborn")
+            say("READY")
+
+    start(main, grace=60)
+    """
+    from .helpers import Child, write_program
+
+    child = Child.start(write_program(tmp_path, body), backend)
+    child.wait_for("READY")
+    started = time.monotonic()
+    # Two different signals: two pending SIGTERMs would merge into one.
+    child.send(signal.SIGTERM)
+    child.send(signal.SIGINT)
+    result = child.finish()
+    assert result.returncode == 124
+    assert "did not finish within 1 s of the second signal" in result.stderr
+    assert "'stubborn' at" in result.stderr
+    assert time.monotonic() - started < 30  # nowhere near the 60 s grace
+
+
+def test_third_signal_ends_at_once(tmp_path: Path, backend: Backend) -> None:
+    """Three signals: forced exit straight away, with the report saying why."""
+    body = """
+    async def main():
+        say("READY")
+        time.sleep(60)  # the loop is blocked in sync code
+
+    start(main, grace=60, signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    """
+    # Three different signals, since pending signals of one kind merge.
+    result = run_program(
+        tmp_path, body, backend, send=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    )
+    assert result.returncode == 124
+    assert "a third signal arrived" in result.stderr
+
+
+def test_ignored_sigint_stays_ignored(tmp_path: Path, backend: Backend) -> None:
+    """A SIGINT inherited as SIG_IGN (a background job) is not taken over."""
+    body = """
+    async def main():
+        say(f"SIGINT ignored: {signal.getsignal(signal.SIGINT) == signal.SIG_IGN}")
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main)
+    """
+    from .helpers import Child, write_program
+
+    program = write_program(tmp_path, body)
+    launcher = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "os.execv(sys.executable, [sys.executable, sys.argv[1]])"
+    )
+    import sys
+
+    child = Child([sys.executable, "-c", launcher, str(program)], backend.env())
+    child.wait_for("READY")
+    # Had SIGINT been handled it would be the first trigger (status -2). Signals pending
+    # together are delivered lowest number first, so SIGINT is seen before SIGTERM.
+    child.send(signal.SIGINT)
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    assert result.lines[0] == "SIGINT ignored: True"
+    assert result.returncode == 143
+
+
+def test_signal_during_thread_wait_does_not_kill(tmp_path: Path, backend: Backend) -> None:
+    """Non-daemon threads are waited for under the handlers; they finish and the status holds."""
+    body = """
+    def worker():
+        time.sleep(0.3)
+        say("thread finished")
+
+    async def main():
+        threading.Thread(target=worker).start()
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == 143
+    assert result.lines[1:] == ["thread finished"]

@@ -1,0 +1,179 @@
+"""The deadline: whatever user code does, the process ends in time with a stuck report."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+import graceful_async
+
+from .helpers import Backend, run_program
+
+FORCED = graceful_async.FORCED_EXIT_STATUS
+
+
+def test_forced_status_is_distinct() -> None:
+    """The forced status is not 0, 1, 2 or 128+N, so it cannot be mistaken for them."""
+    assert FORCED not in (0, 1, 2)
+    assert not 128 < FORCED < 128 + 65
+
+
+def test_blocked_loop_is_ended_at_the_deadline(tmp_path: Path, backend: Backend) -> None:
+    """time.sleep() in a task: the report shows the phase and the main thread's blocking line."""
+    body = """
+    async def main():
+        say("READY")
+        time.sleep(60)  # BLOCKING LINE
+
+    start(main, grace=0.5)
+    """
+    started = time.monotonic()
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == FORCED
+    assert time.monotonic() - started < 20  # not the 60 s of the sleep
+    report = result.stderr
+    assert "did not finish within the grace period (0.5 s)" in report
+    assert "trigger: SIGTERM" in report
+    assert "is it blocked?" in report
+    assert "Thread 'MainThread' (non-daemon" in report
+    assert "time.sleep(60)  # BLOCKING LINE" in report
+
+
+def test_task_swallowing_cancellation_is_named(tmp_path: Path, backend: Backend) -> None:
+    """A task that swallows cancellation is listed by name with its file:line."""
+    body = """
+    async def stubborn():
+        while True:
+            try:
+                await anyio.sleep(60)  # SWALLOWING LINE
+            except anyio.get_cancelled_exc_class():
+                pass
+
+    async def main():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stubborn, name="stubborn-consumer")
+            say("READY")
+
+    start(main, grace=0.5)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == FORCED
+    program = tmp_path / "child.py"
+    lines = program.read_text().splitlines()
+    number = next(n for n, text in enumerate(lines, 1) if text.endswith("# SWALLOWING LINE"))
+    assert f"'stubborn-consumer' at {program}:{number} in stubborn" in result.stderr
+    assert "phase: cancelling" in result.stderr
+
+
+def test_hung_non_daemon_thread_does_not_hold_the_process(tmp_path: Path, backend: Backend) -> None:
+    """A non-daemon thread that never returns is named, and the process ends anyway."""
+    body = """
+    async def main():
+        threading.Thread(target=time.sleep, args=(600,), name="hung-worker").start()
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main, grace=0.5)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == FORCED
+    assert "phase: threads" in result.stderr
+    assert "Thread 'hung-worker' (non-daemon" in result.stderr
+
+
+def test_blocking_hook_is_named(tmp_path: Path, backend: Backend) -> None:
+    """A sync hook that blocks past the deadline shows up under the running hooks."""
+    body = """
+    async def main():
+        graceful_async.on_shutdown(time.sleep, 600, name="flush-to-slow-disk")
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main, grace=0.5)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == FORCED
+    assert "phase: hooks" in result.stderr
+    assert "Shutdown hooks still running (1):\n  flush-to-slow-disk (running for" in result.stderr
+
+
+def test_idle_watchdog_does_not_poll(backend: Backend) -> None:
+    """Before any trigger the watchdog waits in select() with no timeout: zero wake-ups."""
+    seen: list[object] = []
+
+    async def main() -> None:
+        await anyio.sleep(0.05)
+        watchdog = next(t for t in threading.enumerate() if t.name == "graceful_async watchdog")
+        assert watchdog.daemon
+        frame = sys._current_frames()[watchdog.ident]  # type: ignore[index]
+        seen.append(frame.f_code.co_name)
+        seen.append(frame.f_locals["timeout"])
+
+    backend.run(main)
+    assert seen == ["_watch", None]
+
+
+def test_report_lists_tasks_in_process(backend: Backend) -> None:
+    """The report's task list names live tasks and where they wait (asyncio and trio)."""
+    from graceful_async._backends import task_lister
+    from graceful_async._report import build_report
+    from graceful_async._shutdown import ShutdownState, Trigger
+
+    reports: list[str] = []
+
+    async def sleeper() -> None:
+        await anyio.sleep_forever()
+
+    async def main() -> None:
+        state = ShutdownState(1.0)
+        try:
+            state.trigger_shutdown(Trigger("request", reason="test"))
+            state.running_hooks["close-db"] = time.monotonic()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sleeper, name="the-sleeper")
+                await anyio.sleep(0.01)
+                reports.append(build_report(state, "testing", FORCED, task_lister(backend.name)))
+                tg.cancel_scope.cancel()
+        finally:
+            state.close()
+
+    backend.run(main)
+    report = reports[0]
+    assert report.startswith(f"graceful_async: testing; forcing exit with status {FORCED}")
+    assert "trigger: shutdown requested (test)" in report
+    assert "close-db (running for" in report
+    assert "'the-sleeper' at " in report
+    assert "in sleeper" in report
+    assert "'main' at " in report
+
+
+@pytest.mark.parametrize("trigger", ["return", "error", "exit"])
+def test_trigger_descriptions(trigger: str) -> None:
+    """Every trigger reads well in the log and the report."""
+    from graceful_async._shutdown import Trigger
+
+    kinds = {
+        "return": (Trigger("return"), "main returned"),
+        "error": (Trigger("error", reason="ValueError()"), "error in main (ValueError())"),
+        "exit": (Trigger("exit", exit_code=3), "sys.exit(3) called"),
+    }
+    given, expected = kinds[trigger]
+    assert given.headline() == expected
+
+
+def test_describe_unstarted_coroutine() -> None:
+    """A coroutine with no frames left is described, not crashed on."""
+    from graceful_async._backends import describe_coroutine
+
+    async def nothing() -> None:
+        pass
+
+    coro = nothing()
+    anyio.run(lambda: coro)
+    assert describe_coroutine(coro) == "(not started or finished)"
