@@ -115,8 +115,8 @@ class Child:
     def _collect(stream: IO[str], into: list[str]) -> None:
         into.append(stream.read())
 
-    def wait_for(self, expected: str, timeout: float = WAIT) -> None:
-        """Read stdout until the line ``expected`` arrives."""
+    def wait_for(self, expected: str, timeout: float = WAIT, *, partial: bool = False) -> None:
+        """Read stdout until the line ``expected`` (or one containing it) arrives."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -128,7 +128,7 @@ class Child:
                 result = self.finish()
                 raise AssertionError(f"child ended before {expected!r}: {result}")
             self.lines.append(line)
-            if line == expected:
+            if line == expected or (partial and expected in line):
                 return
 
     def send(self, sig: int) -> None:

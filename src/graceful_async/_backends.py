@@ -64,7 +64,7 @@ def describe_coroutine(coro: Any) -> str:
 def _library_dirs() -> tuple[str, ...]:
     try:
         import trio
-    except ImportError:
+    except ImportError:  # pragma: no cover - the tests always have trio
         return _LIBRARY_DIRS
     return (*_LIBRARY_DIRS, os.path.dirname(trio.__file__) + os.sep)
 

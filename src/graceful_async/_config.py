@@ -17,9 +17,11 @@ from ._shutdown import check_exit_code
 
 BACKENDS = ("asyncio", "trio")
 
-#: The grace period when neither ``grace=`` nor ``GRACEFUL_ASYNC_GRACE`` says otherwise. It
-#: fits inside ``docker stop``'s 10 s, leaving room for the interpreter to exit.
 DEFAULT_GRACE = 8.0
+"""Seconds of grace when neither ``grace=`` nor ``GRACEFUL_ASYNC_GRACE`` says otherwise.
+
+It fits inside ``docker stop``'s 10 s, leaving room for the interpreter to exit.
+"""
 
 GRACE_ENV = "GRACEFUL_ASYNC_GRACE"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 import sys
 import threading
 import time
@@ -216,7 +215,7 @@ async def _run_one(state: ShutdownState, hook: ShutdownHook[Any]) -> None:
         logger.warning(
             "shutdown hook %s overran its time limit (%.2f s); %s", hook.name, limit, why
         )
-    elif not math.isinf(limit) and took > limit:
+    elif took > limit and not state.escalated:
         logger.warning(
             "shutdown hook %s took %.2f s, more than its %.2f s limit (a sync hook "
             "cannot be cancelled)",

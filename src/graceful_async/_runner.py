@@ -174,14 +174,11 @@ async def _supervise(
 
         own = {current_task_handle(config.backend), relay.task}
         stray = await cancel_stray_tasks(config.backend, own, state.time_left())
-        if stray:
-            logger.info("cancelled %d task(s) outside main's task tree", stray)
 
-        _enter_phase(state, "hooks")
+        _enter_phase(state, "hooks", f"main's task tree unwound; {stray} stray task(s) cancelled")
         count = await _hooks.run_hooks(state)
-        logger.info("ran %d shutdown hook(s)", count)
         tg.cancel_scope.cancel()
-    _enter_phase(state, "exiting")
+    _enter_phase(state, "exiting", f"{count} hook(s) ran")
     return outcome
 
 
@@ -194,10 +191,12 @@ def _trigger_for(outcome: Outcome) -> Trigger:
     return Trigger("return")
 
 
-def _enter_phase(state: ShutdownState, phase: str) -> None:
+def _enter_phase(state: ShutdownState, phase: str, done: str = "") -> None:
+    """Move on to ``phase``, logging how long the phase that ends took (and ``done``)."""
     now = time.monotonic()
     if state.phase in ("cancelling", "hooks", "threads"):
-        logger.info("%s phase took %.3f s", state.phase, now - state.phase_started)
+        detail = f" ({done})" if done else ""
+        logger.info("%s phase took %.3f s%s", state.phase, now - state.phase_started, detail)
     state.phase = phase
     state.phase_started = now
 
@@ -253,8 +252,7 @@ def _wait_for_threads(state: ShutdownState) -> None:
     if not pending:
         return
     _enter_phase(state, "threads")
-    logger.info("waiting for %d non-daemon thread(s)", len(pending))
     for thread in pending:
         # join() is interruptible, so a second or third signal still gets through.
         thread.join()
-    _enter_phase(state, "exiting")
+    _enter_phase(state, "exiting", f"{len(pending)} non-daemon thread(s) joined")

@@ -9,6 +9,7 @@ import select
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._report import build_report
@@ -17,10 +18,14 @@ if TYPE_CHECKING:
     from ._backends import TaskLister
     from ._shutdown import ShutdownState
 
-#: The exit status of a process that the watchdog ended because the grace period ran out
-#: (or a third signal arrived). Distinct from 0, 1, 2 and 128+N, so supervisors and logs
-#: can tell "did not stop in time" from a crash or a signal.
 FORCED_EXIT_STATUS = 124
+"""The exit status of a process that was ended because it did not stop in time.
+
+The watchdog uses it when the grace period runs out, when the program has not finished
+1 s after a second signal, and at a third signal. It is distinct from 0, 1, 2 and 128+N,
+so supervisors and logs can tell "did not stop in time" from a crash or a signal. (It is
+also what coreutils' ``timeout`` returns when it had to stop a command.)
+"""
 
 
 class Watchdog:
@@ -32,8 +37,11 @@ class Watchdog:
     polling. The signal handler arms it by writing one byte to its socket.
     """
 
-    def __init__(self, state: ShutdownState) -> None:
+    def __init__(
+        self, state: ShutdownState, force: Callable[[str, int], object] | None = None
+    ) -> None:
         self._state = state
+        self._force = force or force_exit
         self.list_tasks: TaskLister | None = None
         self._thread = threading.Thread(
             target=self._watch, name="graceful_async watchdog", daemon=True
@@ -54,12 +62,14 @@ class Watchdog:
             if not ready:
                 if time.monotonic() >= state.deadline:
                     self._fire(self._deadline_reason())
+                    return
                 continue
             data = state.watchdog_waker.drain()
             if b"q" in data:
                 return
             if b"k" in data:
                 self._fire("a third signal arrived")
+                return
 
     def _deadline_reason(self) -> str:
         state = self._state
@@ -69,7 +79,7 @@ class Watchdog:
 
     def _fire(self, why: str) -> None:
         report = build_report(self._state, why, FORCED_EXIT_STATUS, self.list_tasks)
-        force_exit(report, FORCED_EXIT_STATUS)
+        self._force(report, FORCED_EXIT_STATUS)
 
 
 def force_exit(report: str, status: int) -> None:  # pragma: no cover - ends the process

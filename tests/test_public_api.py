@@ -1,0 +1,38 @@
+"""The public surface: exported, documented, and presented as graceful_async.X."""
+
+from __future__ import annotations
+
+import __future__
+import re
+from pathlib import Path
+
+import graceful_async
+
+DOCS = Path(__file__).parent.parent / "docs"
+
+
+def test_all_is_sorted_and_complete() -> None:
+    """__all__ is sorted and names exactly the public attributes."""
+    assert graceful_async.__all__ == sorted(graceful_async.__all__)
+    public = {
+        name
+        for name, value in vars(graceful_async).items()
+        if not name.startswith("_") and not isinstance(value, __future__._Feature)
+    }
+    assert public == set(graceful_async.__all__)
+
+
+def test_public_objects_say_graceful_async() -> None:
+    """Functions and classes report graceful_async as their module, and have docstrings."""
+    for name in graceful_async.__all__:
+        obj = getattr(graceful_async, name)
+        if callable(obj):
+            assert obj.__module__ == "graceful_async", name
+            assert obj.__doc__, f"{name} needs a docstring"
+
+
+def test_reference_documents_every_public_name() -> None:
+    """The API reference lists every exported name, and nothing that isn't exported."""
+    text = (DOCS / "reference.md").read_text()
+    documented = set(re.findall(r"^::: graceful_async\.(\w+)", text, re.MULTILINE))
+    assert documented == set(graceful_async.__all__)

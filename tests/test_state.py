@@ -1,0 +1,199 @@
+"""The shutdown state and the watchdog's decisions, in process and without exiting."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+
+import anyio
+import pytest
+
+import graceful_async
+from graceful_async._backends import TaskInfo, _retrying
+from graceful_async._report import build_report
+from graceful_async._shutdown import ShutdownState, Trigger
+from graceful_async._watchdog import Watchdog
+
+from .helpers import Backend
+
+
+def test_signals_count_up_to_a_forced_exit() -> None:
+    """First signal triggers, second escalates to a 1 s deadline, third asks to kill."""
+    state = ShutdownState(grace=30)
+    try:
+        state.signal_received(signal.SIGTERM)
+        assert state.trigger == Trigger("signal", signum=signal.SIGTERM)
+        assert state.deadline - time.monotonic() > 29
+        state.signal_received(signal.SIGINT)
+        assert state.escalated
+        assert state.deadline - time.monotonic() <= 1.0
+        assert state.time_left() == 0
+        state.watchdog_waker.drain()
+        state.signal_received(signal.SIGTERM)
+        assert state.watchdog_waker.drain() == b"k"
+        assert state.trigger.signum == signal.SIGTERM  # the first trigger stays
+    finally:
+        state.close()
+
+
+def watch(state: ShutdownState) -> tuple[Watchdog, list[tuple[str, int]]]:
+    fired: list[tuple[str, int]] = []
+    done = threading.Event()
+
+    def force(report: str, status: int) -> None:
+        fired.append((report, status))
+        done.set()
+
+    watchdog = Watchdog(state, force=force)
+    watchdog.done = done  # type: ignore[attr-defined]
+    return watchdog, fired
+
+
+@pytest.mark.parametrize(
+    ("escalate", "expected"),
+    [
+        (False, "shutdown did not finish within the grace period (0.2 s)"),
+        (True, "the program did not finish within 1 s of the second signal"),
+    ],
+)
+def test_watchdog_fires_at_the_deadline(escalate: bool, expected: str) -> None:
+    """Past the deadline the watchdog reports and forces the distinct status."""
+    state = ShutdownState(grace=0.2)
+    watchdog, fired = watch(state)
+    try:
+        state.trigger_shutdown(Trigger("request"))
+        if escalate:
+            state.escalate()
+        assert watchdog.done.wait(30)  # type: ignore[attr-defined]
+        report, status = fired[0]
+        assert status == graceful_async.FORCED_EXIT_STATUS
+        assert report.startswith(f"graceful_async: {expected}")
+    finally:
+        state.close()
+
+
+def test_watchdog_fires_at_a_kill_request() -> None:
+    """A third signal's byte makes the watchdog fire without waiting for the deadline."""
+    state = ShutdownState(grace=60)
+    watchdog, fired = watch(state)
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            state.signal_received(sig)
+        assert watchdog.done.wait(30)  # type: ignore[attr-defined]
+        assert "a third signal arrived" in fired[0][0]
+    finally:
+        state.close()
+
+
+def test_watchdog_stops_cleanly() -> None:
+    """stop() ends the thread, and a deadline moved later is waited for again."""
+    state = ShutdownState(grace=60)
+    watchdog, fired = watch(state)
+    try:
+        state.trigger_shutdown(Trigger("request"))
+        watchdog.stop()
+        assert fired == []
+    finally:
+        state.close()
+
+
+def test_report_before_any_trigger() -> None:
+    """The report reads sensibly even when no trigger was recorded."""
+    state = ShutdownState(grace=1)
+    try:
+        report = build_report(state, "why", 124, None)
+        assert "trigger: none; phase: starting; time since shutdown began: n/a" in report
+        assert "Tasks still alive (0):" in report
+    finally:
+        state.close()
+
+
+def test_task_listing_retries_races() -> None:
+    """A task set that changes while being read is read again; a hopeless one gives []."""
+    attempts: list[int] = []
+
+    def flaky() -> list[TaskInfo]:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("Set changed size during iteration")
+        return [TaskInfo("t", "here")]
+
+    def hopeless() -> list[TaskInfo]:
+        raise RuntimeError("Set changed size during iteration")
+
+    assert _retrying(flaky)() == [TaskInfo("t", "here")]
+    assert _retrying(hopeless)() == []
+
+
+def test_cleanup_scope_after_escalation_is_cancelled_at_once(backend: Backend) -> None:
+    """After a second signal, a new cleanup scope gets no time at all."""
+    seen: list[bool] = []
+
+    async def main() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            await anyio.sleep_forever()
+        finally:
+            with graceful_async.cleanup_scope(timeout=30) as scope:
+                await anyio.sleep(30)
+            seen.append(scope.cancelled_caught)
+
+    with pytest.raises((SystemExit, KeyboardInterrupt)):
+        backend.run(main, grace=30)
+    assert seen == [True]
+
+
+def test_duplicate_signals_are_handled_once(backend: Backend) -> None:
+    """Listing a signal twice is the same as listing it once."""
+
+    async def main() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await anyio.sleep_forever()
+
+    with pytest.raises(SystemExit) as info:
+        backend.run(main, signals=(signal.SIGTERM, signal.SIGTERM))
+    assert info.value.code == 143
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True])
+def test_sys_exit_in_a_plain_asyncio_task(use_uvloop: bool) -> None:
+    """asyncio lets SystemExit escape the loop; it still becomes a graceful exit(n)."""
+    order: list[str] = []
+
+    async def quitter() -> None:
+        sys.exit(5)
+
+    async def main() -> None:
+        graceful_async.on_shutdown(order.append, "hook")
+        asyncio.get_running_loop().create_task(quitter())
+        try:
+            await anyio.sleep_forever()
+        finally:
+            order.append("main finally")
+
+    with pytest.raises(SystemExit) as info:
+        graceful_async.run(main, backend_options={"use_uvloop": use_uvloop})
+    assert info.value.code == 5
+    assert order == ["main finally", "hook"]
+
+
+def test_asyncio_options_debug_and_loop_factory() -> None:
+    """debug and loop_factory reach the asyncio loop, as with anyio.run."""
+    made: list[asyncio.AbstractEventLoop] = []
+
+    def factory() -> asyncio.AbstractEventLoop:
+        loop = asyncio.new_event_loop()
+        made.append(loop)
+        return loop
+
+    async def main() -> bool:
+        assert asyncio.get_running_loop() is made[0]
+        return asyncio.get_running_loop().get_debug()
+
+    assert graceful_async.run(main, backend_options={"debug": True, "loop_factory": factory})
+    assert made[0].is_closed()
