@@ -1,8 +1,8 @@
 """The public surface: exported, documented, and presented as graceful_async.X."""
 
 from __future__ import annotations
-
 import __future__
+
 import re
 from pathlib import Path
 
