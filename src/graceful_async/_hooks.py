@@ -210,10 +210,11 @@ async def _run_one(state: ShutdownState, hook: ShutdownHook[Any]) -> None:
         state.shielded_scopes.discard(scope)
         del state.running_hooks[hook.name]
     took = time.monotonic() - started
-    if scope.cancelled_caught:
-        why = "cancelled by a second signal" if state.escalated else f"cancelled after {took:.2f} s"
+    if scope.cancelled_caught and state.escalated:
+        logger.warning("shutdown hook %s cancelled by a second signal", hook.name)
+    elif scope.cancelled_caught:
         logger.warning(
-            "shutdown hook %s overran its time limit (%.2f s); %s", hook.name, limit, why
+            "shutdown hook %s overran its time limit (%.2f s) and was cancelled", hook.name, limit
         )
     elif took > limit and not state.escalated:
         logger.warning(

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -40,17 +40,15 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-_DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
 
 def run(
     main: Callable[[Unpack[PosArgsT]], Awaitable[T]],
     *args: Unpack[PosArgsT],
     backend: str = "asyncio",
-    backend_options: dict[str, Any] | None = None,
+    backend_options: Mapping[str, Any] | None = None,
     grace: float | None = None,
-    signals: tuple[int, ...] = _DEFAULT_SIGNALS,
-    exit_codes: dict[int, int] | None = None,
+    signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+    exit_codes: Mapping[int, int] | None = None,
 ) -> T:
     """Run ``main(*args)`` and shut it down gracefully on SIGINT, SIGTERM or request.
 
@@ -113,7 +111,7 @@ def run(
         state.close()
         raise
     try:
-        watchdog = Watchdog(state)
+        watchdog = Watchdog(state, config.signals)
         try:
             with handlers_installed(state, config.signals):
                 escaped: list[BaseException] = []

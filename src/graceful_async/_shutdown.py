@@ -67,8 +67,11 @@ class _Waker:
         self._writer.setblocking(False)
 
     def poke(self, byte: bytes = b"\0") -> None:
-        with contextlib.suppress(OSError):
+        # Not contextlib.suppress(): the signal handler calls this, so keep it to one call.
+        try:  # noqa: SIM105
             self._writer.send(byte)
+        except OSError:  # full (a wake-up is pending anyway) or closed (run() is over)
+            pass
 
     def drain(self) -> bytes:
         chunks = []

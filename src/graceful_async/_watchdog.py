@@ -6,10 +6,11 @@ import contextlib
 import math
 import os
 import select
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ._report import build_report
@@ -38,9 +39,13 @@ class Watchdog:
     """
 
     def __init__(
-        self, state: ShutdownState, force: Callable[[str, int], object] | None = None
+        self,
+        state: ShutdownState,
+        signals: Iterable[int] = (),
+        force: Callable[[str, int], object] | None = None,
     ) -> None:
         self._state = state
+        self._signals = set(signals)
         self._force = force or force_exit
         self.list_tasks: TaskLister | None = None
         self._thread = threading.Thread(
@@ -53,6 +58,13 @@ class Watchdog:
         self._thread.join()
 
     def _watch(self) -> None:
+        # Python runs signal handlers only in the main thread, but the kernel may deliver
+        # a process-wide signal to any thread that does not block it: when two arrive
+        # back to back, the second often lands here. This thread would then swallow the
+        # interruption while the main thread, blocked in sync code, never notices the
+        # signal. Blocking them here keeps them queued for the main thread.
+        if self._signals:
+            signal.pthread_sigmask(signal.SIG_BLOCK, self._signals)
         state = self._state
         reader = state.watchdog_waker.reader
         while True:
