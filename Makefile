@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck docs check bench bench-quick clean
+.PHONY: demo test lint typecheck docs check compat bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,19 @@ docs: $(STAMP)
 
 check: test lint typecheck docs
 
+## The suite (no coverage) on every other supported Python that pyenv has here.
+COMPAT_PYTHONS ?= 3.10 3.12 3.13
+compat:
+	@for v in $(COMPAT_PYTHONS); do \
+	  py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python 2>/dev/null | tail -n 1); \
+	  if [ -z "$$py" ]; then echo "== Python $$v: not installed here, skipped"; continue; fi; \
+	  echo "== Python $$v ($$py)"; \
+	  $$py -m venv .venv-$$v && \
+	  .venv-$$v/bin/python -m pip install --quiet --upgrade "pip>=25.1" && \
+	  .venv-$$v/bin/python -m pip install --quiet --editable . --group test && \
+	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
+	done
+
 bench: $(STAMP)
 	$(PY) benchmarks/latency.py
 
@@ -43,4 +56,4 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/latency.py --quick
 
 clean:
-	rm -rf $(VENV) site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-3.* site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

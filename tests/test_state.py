@@ -95,7 +95,7 @@ def test_watchdog_stops_cleanly() -> None:
     watchdog, fired = watch(state)
     try:
         state.trigger_shutdown(Trigger("request"))
-        watchdog.stop()
+        watchdog.__exit__(None, None, None)
         assert fired == []
     finally:
         state.close()

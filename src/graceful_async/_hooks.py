@@ -6,7 +6,8 @@ import inspect
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
 import anyio
@@ -185,8 +186,13 @@ async def run_hooks(state: ShutdownState) -> int:
     return len(hooks)
 
 
-def reopen() -> None:
-    _registry.reopen()
+@contextmanager
+def reopened_afterwards() -> Iterator[None]:
+    """Open the registry again when run() ends, for hooks meant for the next run()."""
+    try:
+        yield
+    finally:
+        _registry.reopen()
 
 
 async def _run_one(state: ShutdownState, hook: ShutdownHook[Any]) -> None:

@@ -26,7 +26,7 @@ from ._exit import Outcome, conclude, exit_status, remove_quiet_hook
 from ._log import logger
 from ._report import RELAY_TASK_NAME
 from ._scopes import to_loop_clock
-from ._shutdown import ShutdownState, Trigger, claim, release
+from ._shutdown import ShutdownState, Trigger, active_run
 from ._signals import handlers_installed
 from ._watchdog import Watchdog
 
@@ -104,45 +104,35 @@ def run(
     """
     config = make_config(main, backend, backend_options, grace, signals, exit_codes)
     remove_quiet_hook()
-    state = ShutdownState(config.grace)
-    try:
-        claim(state)
-    except RuntimeError:
-        state.close()
-        raise
-    try:
-        watchdog = Watchdog(state, config.signals)
-        try:
-            with handlers_installed(state, config.signals):
-                escaped: list[BaseException] = []
+    escaped: list[BaseException] = []
+    with (
+        active_run(ShutdownState(config.grace)) as state,
+        _hooks.reopened_afterwards(),
+        Watchdog(state, config.signals) as watchdog,
+        handlers_installed(state, config.signals),
+    ):
 
-                def on_escape(exc: BaseException) -> None:
-                    escaped.append(exc)
-                    state.trigger_shutdown(_trigger_for(Outcome.of(exc)))
+        def on_escape(exc: BaseException) -> None:
+            escaped.append(exc)
+            state.trigger_shutdown(_trigger_for(Outcome.of(exc)))
 
-                outcome = run_on_backend(
-                    config.backend,
-                    config.backend_options,
-                    lambda: _supervise(state, watchdog, config, lambda: main(*args)),
-                    on_escape,
-                )
-                outcome.adopt(escaped)
-                trigger = state.trigger
-                assert trigger is not None
-                if trigger.kind != "return":
-                    _wait_for_threads(state)
-            assert state.started_at is not None
-            logger.info(
-                "shutdown complete in %.3f s; exit status: %s",
-                time.monotonic() - state.started_at,
-                exit_status(outcome, trigger, config.exit_codes),
-            )
-        finally:
-            watchdog.stop()
-    finally:
-        _hooks.reopen()
-        release(state)
-        state.close()
+        outcome = run_on_backend(
+            config.backend,
+            config.backend_options,
+            lambda: _supervise(state, watchdog, config, lambda: main(*args)),
+            on_escape,
+        )
+        outcome.adopt(escaped)
+        trigger = state.trigger
+        assert trigger is not None
+        assert state.started_at is not None
+        if trigger.kind != "return":
+            _wait_for_threads(state)
+        logger.info(
+            "shutdown complete in %.3f s; exit status: %s",
+            time.monotonic() - state.started_at,
+            exit_status(outcome, trigger, config.exit_codes),
+        )
     return conclude(outcome, trigger, config.exit_codes)  # type: ignore[no-any-return]
 
 

@@ -13,6 +13,8 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -166,23 +168,25 @@ def current_state() -> ShutdownState | None:
     return _active
 
 
-def claim(state: ShutdownState) -> None:
+@contextmanager
+def active_run(state: ShutdownState) -> Iterator[ShutdownState]:
+    """Make ``state`` the process's one active run for the duration of the block."""
     global _active  # noqa: PLW0603
     with _active_lock:
         if _active is not None:
+            state.close()
             raise RuntimeError(
                 "graceful_async.run() is already running in this process; "
                 "it owns the signal handlers and the exit status, so only one run() "
                 "may be active at a time"
             )
         _active = state
-
-
-def release(state: ShutdownState) -> None:
-    global _active  # noqa: PLW0603
-    with _active_lock:
-        if _active is state:
+    try:
+        yield state
+    finally:
+        with _active_lock:
             _active = None
+        state.close()
 
 
 def request_shutdown(reason: str | None = None, *, exit_code: int = 0) -> None:

@@ -53,7 +53,10 @@ class Watchdog:
         )
         self._thread.start()
 
-    def stop(self) -> None:
+    def __enter__(self) -> Watchdog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
         self._state.watchdog_waker.poke(b"q")
         self._thread.join()
 
