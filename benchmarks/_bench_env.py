@@ -1,0 +1,105 @@
+"""Where the numbers come from: the machine, and the exact graceful_async measured."""
+
+from __future__ import annotations
+
+import compileall
+import hashlib
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from _bench_measure import PYTHON
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def snapshot_source(into: Path) -> dict[str, Any]:
+    """Copy the importable graceful_async into ``into`` and describe what was copied.
+
+    The children import the copy (through PYTHONPATH), so that edits to the working tree
+    during a run cannot mix two versions of the library into one median. Returns the
+    copy's hash and, when the original lives in a git checkout, its commit and whether
+    the package differed from that commit.
+    """
+    spec = importlib.util.find_spec("graceful_async")
+    if spec is None or spec.origin is None:
+        raise SystemExit("graceful_async is not importable; install it first")
+    package = Path(spec.origin).parent
+    copy = into / "graceful_async"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    # Compile now, so that the first child does not pay for it in a measured sample.
+    compileall.compile_dir(copy, quiet=1)
+    info: dict[str, Any] = {"copied_from": str(package), "sha256": _source_hash(copy)}
+    git = ["git", "-C", str(package)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, check=True)
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--", "."], capture_output=True, check=True
+        )
+        diff = subprocess.run([*git, "diff", "HEAD", "--", "."], capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return info
+    if _source_hash(package) != info["sha256"]:
+        info["git_note"] = "the working tree changed while it was copied; git state unknown"
+        return info
+    info["git_commit"] = head.stdout.decode().strip()
+    info["git_dirty"] = bool(status.stdout.strip())
+    if info["git_dirty"]:
+        # What was measured, if it is not a commit: enough to rebuild it from the commit.
+        info["git_status"] = status.stdout.decode()
+        info["git_diff"] = diff.stdout.decode("utf-8", "replace")
+    return info
+
+
+def _source_hash(package: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def check_children_use(snapshot: Path, env: dict[str, str]) -> None:
+    code = "import graceful_async; print(graceful_async.__file__)"
+    found = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, check=True)
+    if not Path(found.stdout.decode().strip()).is_relative_to(snapshot):
+        raise SystemExit(f"children would import {found.stdout!r}, not the copy in {snapshot}")
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_count": os.cpu_count(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "versions": {
+            name: _version(name) for name in ("graceful-async", "anyio", "trio", "uvloop")
+        },
+        "perf_counter": time.get_clock_info("perf_counter").implementation,
+        "loadavg_at_start": list(os.getloadavg()),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
