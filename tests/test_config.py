@@ -65,6 +65,11 @@ def _no_calls() -> Any:
             ValueError,
             r"backend_options for asyncio may hold .* got unknown 'use_uvlop'",
         ),
+        (
+            {"backend": "trio", "backend_options": {"use_uvloop": True}},
+            ValueError,
+            r"backend_options for trio may hold 'clock', .* got unknown 'use_uvloop'",
+        ),
     ],
 )
 def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:

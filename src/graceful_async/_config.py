@@ -95,13 +95,21 @@ def _check_backend_options(backend: object, options: object) -> dict[str, Any]:
         return {}
     if not isinstance(options, Mapping):
         raise TypeError(f"backend_options must be a mapping or None, got {options!r}")
-    unknown = sorted(set(options) - set(ASYNCIO_OPTIONS))
-    if backend == "asyncio" and unknown:
+    known = ASYNCIO_OPTIONS if backend == "asyncio" else _trio_options()
+    unknown = sorted(set(options) - set(known))
+    if unknown:
         raise ValueError(
-            f"backend_options for asyncio may hold {', '.join(map(repr, ASYNCIO_OPTIONS))}, "
+            f"backend_options for {backend} may hold {', '.join(map(repr, known))}, "
             f"got unknown {', '.join(map(repr, unknown))}"
         )
     return dict(options)
+
+
+def _trio_options() -> tuple[str, ...]:
+    import trio
+
+    parameters = inspect.signature(trio.run).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 def _check_grace(grace: object) -> float:
