@@ -8,6 +8,9 @@ import signal
 import sys
 import threading
 import time
+import types
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -18,7 +21,7 @@ from graceful_async._report import build_report
 from graceful_async._shutdown import ShutdownState, Trigger
 from graceful_async._watchdog import Watchdog
 
-from .helpers import Backend
+from .helpers import Backend, Child, run_program, write_program
 
 
 def test_signals_count_up_to_a_forced_exit() -> None:
@@ -90,7 +93,7 @@ def test_watchdog_fires_at_a_kill_request() -> None:
 
 
 def test_watchdog_stops_cleanly() -> None:
-    """stop() ends the thread, and a deadline moved later is waited for again."""
+    """Leaving the watchdog's block ends its thread without firing."""
     state = ShutdownState(grace=60)
     watchdog, fired = watch(state)
     try:
@@ -107,7 +110,7 @@ def test_report_before_any_trigger() -> None:
     try:
         report = build_report(state, "why", 124, None)
         assert "trigger: none; phase: starting; time since shutdown began: n/a" in report
-        assert "Tasks still alive (0):" in report
+        assert "Tasks still alive" not in report  # no loop to ask
     finally:
         state.close()
 
@@ -197,3 +200,181 @@ def test_asyncio_options_debug_and_loop_factory() -> None:
 
     assert graceful_async.run(main, backend_options={"debug": True, "loop_factory": factory})
     assert made[0].is_closed()
+
+
+def test_a_signal_nested_in_the_first_handler_still_escalates() -> None:
+    """A second handler that runs inside the first one's bookkeeping keeps its 1 s deadline."""
+    state = ShutdownState(grace=60)
+    nested: list[bool] = []
+
+    def tracer(frame: types.FrameType, event: str, arg: Any) -> Any:
+        # Python may run the next signal's handler between any two bytecodes of this one;
+        # do exactly that on the first line of trigger_shutdown().
+        if event == "call" and frame.f_code.co_name == "trigger_shutdown" and not nested:
+            nested.append(True)
+            state.signal_received(signal.SIGINT)
+        return None
+
+    try:
+        sys.settrace(tracer)
+        try:
+            state.signal_received(signal.SIGTERM)
+        finally:
+            sys.settrace(None)
+        assert nested == [True]
+        assert state.trigger == Trigger("signal", signum=signal.SIGTERM)
+        assert state.escalated
+        assert state.deadline - time.monotonic() <= 1.0
+        assert state.time_left() == 0
+    finally:
+        state.close()
+
+
+def test_main_returning_does_not_arm_the_watchdog_until_a_signal() -> None:
+    """After main returns only a signal arms the hard deadline; hooks stay bounded."""
+    state = ShutdownState(grace=0)
+    try:
+        state.trigger_shutdown(Trigger("return"))
+        assert state.deadline == float("inf")
+        assert state.time_left() == 0
+        state.signal_received(signal.SIGTERM)
+        assert state.trigger == Trigger("return")
+        assert state.deadline <= time.monotonic()
+    finally:
+        state.close()
+
+
+def test_grace_zero_still_returns_mains_value(tmp_path: Path, backend: Backend) -> None:
+    """grace=0 leaves cleanup no time, but a main that returns is never force-killed."""
+    body = """
+    async def main(n):
+        graceful_async.on_shutdown(lambda: None)
+        return n
+
+    say(str([start(main, n, grace=0) for n in range(5)]))
+    """
+    result = run_program(tmp_path, body, backend)
+    assert result.returncode == 0, result.stderr
+    assert result.lines == ["[0, 1, 2, 3, 4]"]
+
+
+def test_signal_during_hooks_after_return_is_bounded(tmp_path: Path, backend: Backend) -> None:
+    """A signal while hooks run after main returned arms the deadline; the stuck hook is cut."""
+    body = """
+    async def main():
+        graceful_async.on_shutdown(time.sleep, 600, name="stuck-sync-hook")
+        graceful_async.on_shutdown(say, "READY")
+
+    start(main, grace=0.5)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == graceful_async.FORCED_EXIT_STATUS
+    assert "stuck-sync-hook (running for" in result.stderr
+
+
+def test_cancellation_escaping_main_is_mains_own_outcome() -> None:
+    """A CancelledError that main caused itself still runs the hooks, then propagates."""
+    ran: list[str] = []
+
+    async def main() -> None:
+        graceful_async.on_shutdown(ran.append, "hook")
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(10))
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        graceful_async.run(main)
+    assert ran == ["hook"]
+
+    async def empty() -> None:
+        pass
+
+    graceful_async.run(empty)
+    assert ran == ["hook"]  # nothing was left registered for the next run
+
+
+def test_sys_exit_without_a_code_is_logged_as_such(
+    backend: Backend, logs: pytest.LogCaptureFixture
+) -> None:
+    """sys.exit() reads as sys.exit() in the log and ends with status 0."""
+
+    async def main() -> None:
+        sys.exit()
+
+    with pytest.raises(SystemExit) as info:
+        backend.run(main)
+    assert info.value.code is None
+    messages = [r.getMessage() for r in logs.records]
+    assert messages[0].startswith("sys.exit() called, shutting down")
+    assert messages[-1].endswith("exit status: 0")
+
+
+def test_hook_raising_keyboard_interrupt_does_not_stop_the_others(
+    backend: Backend, logs: pytest.LogCaptureFixture
+) -> None:
+    """Even a BaseException from a hook is logged, and the earlier hooks still run."""
+    ran: list[str] = []
+
+    def interrupting() -> None:
+        raise KeyboardInterrupt
+
+    async def main() -> None:
+        graceful_async.on_shutdown(ran.append, "earlier")
+        graceful_async.on_shutdown(interrupting)
+
+    backend.run(main)
+    assert ran == ["earlier"]
+    assert any("interrupting failed" in r.getMessage() for r in logs.records)
+
+
+def test_second_signal_cuts_the_wait_for_stray_tasks(tmp_path: Path) -> None:
+    """A plain asyncio task slow to finish is waited for, until a second signal."""
+    body = """
+    import asyncio
+
+    async def slow_stray():
+        try:
+            await asyncio.sleep(600)
+        except asyncio.CancelledError:
+            say("STRAY CLEANING UP")
+            await asyncio.sleep(600)  # slow cleanup; a second cancel ends it
+
+    async def main():
+        asyncio.get_running_loop().create_task(slow_stray())
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main, grace=60)
+    """
+    child = Child.start(write_program(tmp_path, body), Backend("asyncio"))
+    child.wait_for("READY")
+    child.send(signal.SIGTERM)
+    child.wait_for("STRAY CLEANING UP")
+    child.send(signal.SIGINT)
+    result = child.finish()
+    assert result.returncode == 143, result.stderr
+
+
+def test_second_signal_during_finally_cancels_the_cleanup(tmp_path: Path, backend: Backend) -> None:
+    """A signal while finally blocks run does not kill on the spot: it cuts the cleanup."""
+    body = """
+    async def main():
+        try:
+            say("READY")
+            await anyio.sleep_forever()
+        finally:
+            with graceful_async.cleanup_scope() as scope:
+                say("CLEANUP STARTED")
+                await anyio.sleep(600)
+            say(f"cleanup cut: {scope.cancelled_caught}")
+
+    start(main, grace=60)
+    """
+    child = Child.start(write_program(tmp_path, body), backend)
+    child.wait_for("READY")
+    child.send(signal.SIGTERM)
+    child.wait_for("CLEANUP STARTED")
+    child.send(signal.SIGINT)
+    result = child.finish()
+    assert result.returncode == 143
+    assert result.lines[-1] == "cleanup cut: True"

@@ -83,8 +83,63 @@ def test_hung_non_daemon_thread_does_not_hold_the_process(tmp_path: Path, backen
     """
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
-    assert "phase: threads" in result.stderr
+    assert "the process did not exit within the grace period (0.5 s)" in result.stderr
+    assert "phase: interpreter exit (joining non-daemon threads" in result.stderr
     assert "Thread 'hung-worker' (non-daemon" in result.stderr
+
+
+def test_hung_atexit_handler_does_not_hold_the_process(tmp_path: Path, backend: Backend) -> None:
+    """An atexit handler that never returns is still cut at the deadline."""
+    body = """
+    atexit.register(time.sleep, 600)
+
+    async def main():
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main, grace=0.5)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == FORCED
+    assert "phase: interpreter exit" in result.stderr
+
+
+def test_idle_executor_threads_do_not_delay_the_exit(tmp_path: Path, backend: Backend) -> None:
+    """Idle ThreadPoolExecutor workers stop at interpreter exit as usual: status 143, no report."""
+    body = """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(2)
+
+    async def main():
+        assert pool.submit(lambda: 42).result() == 42
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main, grace=5)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == 143
+    assert result.stderr == ""
+
+
+def test_exit_guard_retires_when_the_exit_is_caught(tmp_path: Path, backend: Backend) -> None:
+    """A program that catches run()'s SystemExit and carries on is not killed later."""
+    body = """
+    async def main():
+        graceful_async.request_shutdown(exit_code=3)
+        await anyio.sleep_forever()
+
+    try:
+        start(main, grace=0.2)
+    except SystemExit as exc:
+        say(f"caught {exc.code}")
+    time.sleep(0.6)  # well past the deadline
+    say("still alive")
+    """
+    result = run_program(tmp_path, body, backend)
+    assert result.returncode == 0, result.stderr
+    assert result.lines == ["caught 3", "still alive"]
 
 
 def test_blocking_hook_is_named(tmp_path: Path, backend: Backend) -> None:
@@ -161,7 +216,7 @@ def test_trigger_descriptions(trigger: str) -> None:
     kinds = {
         "return": (Trigger("return"), "main returned"),
         "error": (Trigger("error", reason="ValueError()"), "error in main (ValueError())"),
-        "exit": (Trigger("exit", exit_code=3), "sys.exit(3) called"),
+        "exit": (Trigger("exit", reason="3", exit_code=3), "sys.exit(3) called"),
     }
     given, expected = kinds[trigger]
     assert given.headline() == expected

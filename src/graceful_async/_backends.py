@@ -7,7 +7,6 @@ up plain asyncio tasks that live outside anyio's task tree.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -124,25 +123,29 @@ def _retrying(lister: TaskLister) -> TaskLister:
     return retry
 
 
-async def cancel_stray_tasks(backend: str, own: set[object], time_left: float) -> int:
-    """Cancel tasks that live outside main's task tree and wait up to ``time_left``.
+def cancel_stray_tasks(backend: str, own: set[object]) -> list[Any]:
+    """Cancel the tasks that live outside main's task tree, and return them.
 
     On asyncio a program may start plain tasks with ``asyncio.create_task()``; anyio's
-    cancel scope does not reach them, and asyncio.run() would only cancel them after our
-    hooks, with no time limit. Trio has no such tasks. Returns how many were cancelled.
+    cancel scope does not reach them, and they would otherwise only be cancelled after
+    our hooks, with no time limit. Trio has no such tasks.
     """
     if backend == "trio":
-        return 0
+        return []
     import asyncio
 
-    current = asyncio.current_task()
-    stray = [t for t in asyncio.all_tasks() if t is not current and t not in own and not t.done()]
+    stray = [t for t in asyncio.all_tasks() if t not in own and not t.done()]
     for task in stray:
         task.cancel()
-    if stray:
-        timeout = None if math.isinf(time_left) else time_left
-        await asyncio.wait(stray, timeout=timeout)
-    return len(stray)
+    return stray
+
+
+async def wait_for_tasks(tasks: list[Any]) -> None:
+    """Wait until the asyncio ``tasks`` are done (cancel the caller to stop waiting)."""
+    if tasks:
+        import asyncio
+
+        await asyncio.wait(tasks)
 
 
 def current_task_handle(backend: str) -> object:

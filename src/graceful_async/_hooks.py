@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 import threading
 import time
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 import anyio
 
 from ._log import logger
-from ._scopes import check_timeout, loop_deadline
+from ._scopes import bounded_scope, check_timeout
 
 if TYPE_CHECKING:
     from ._shutdown import ShutdownState
@@ -196,36 +197,32 @@ def reopened_afterwards() -> Iterator[None]:
 
 
 async def _run_one(state: ShutdownState, hook: ShutdownHook[Any]) -> None:
-    limit = state.time_left()
-    if hook.timeout is not None:
-        limit = min(limit, hook.timeout)
+    limit = math.inf if hook.timeout is None else hook.timeout
     started = time.monotonic()
-    scope = anyio.CancelScope(shield=True, deadline=loop_deadline(limit))
-    state.shielded_scopes.add(scope)
     state.running_hooks[hook.name] = started
-    if state.escalated:
-        scope.cancel("second signal")
     try:
-        with scope:
+        with bounded_scope(limit) as scope:
             result = hook.fn(*hook.args)
             if inspect.isawaitable(result):
                 await result
-    except (Exception, SystemExit):
+    except anyio.get_cancelled_exc_class():  # pragma: no cover - our scope absorbs its own
+        raise
+    except BaseException:
+        # Whatever a hook raises, even SystemExit or KeyboardInterrupt, the hooks
+        # registered before it must still run.
         logger.warning("shutdown hook %s failed", hook.name, exc_info=True)
+        return
     finally:
-        state.shielded_scopes.discard(scope)
         del state.running_hooks[hook.name]
     took = time.monotonic() - started
     if scope.cancelled_caught and state.escalated:
         logger.warning("shutdown hook %s cancelled by a second signal", hook.name)
     elif scope.cancelled_caught:
+        logger.warning("shutdown hook %s overran its time limit and was cancelled", hook.name)
+    elif took > limit:
         logger.warning(
-            "shutdown hook %s overran its time limit (%.2f s) and was cancelled", hook.name, limit
-        )
-    elif took > limit and not state.escalated:
-        logger.warning(
-            "shutdown hook %s took %.2f s, more than its %.2f s limit (a sync hook "
-            "cannot be cancelled)",
+            "shutdown hook %s took %.2f s, more than its %.2f s timeout (a sync hook cannot "
+            "be cancelled)",
             hook.name,
             took,
             limit,

@@ -33,9 +33,10 @@ def build_report(state: ShutdownState, why: str, status: int, list_tasks: TaskLi
         lines.append(f"Shutdown hooks still running ({len(hooks)}):")
         lines += [f"  {name} (running for {now - since:.2f} s)" for name, since in hooks.items()]
 
-    tasks = [t for t in (list_tasks() if list_tasks else []) if t.name != RELAY_TASK_NAME]
-    lines.append(f"Tasks still alive ({len(tasks)}):")
-    lines += [f"  {task.name!r} at {task.where}" for task in sorted(tasks, key=lambda t: t.name)]
+    if list_tasks is not None:
+        tasks = [t for t in list_tasks() if t.name != RELAY_TASK_NAME]
+        lines.append(f"Tasks still alive ({len(tasks)}):")
+        lines += [f"  {t.name!r} at {t.where}" for t in sorted(tasks, key=lambda t: t.name)]
 
     names = {thread.ident: thread for thread in threading.enumerate()}
     me = threading.get_ident()

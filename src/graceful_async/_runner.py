@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,15 +19,21 @@ import anyio
 from anyio.abc import TaskStatus
 
 from . import _hooks
-from ._backends import cancel_stray_tasks, current_task_handle, run_on_backend, task_lister
+from ._backends import (
+    cancel_stray_tasks,
+    current_task_handle,
+    run_on_backend,
+    task_lister,
+    wait_for_tasks,
+)
 from ._config import RunConfig, make_config
 from ._exit import Outcome, conclude, exit_status, remove_quiet_hook
 from ._log import logger
 from ._report import RELAY_TASK_NAME
-from ._scopes import to_loop_clock
+from ._scopes import bounded_scope, to_loop_clock
 from ._shutdown import ShutdownState, Trigger, active_run
 from ._signals import handlers_installed
-from ._watchdog import Watchdog
+from ._watchdog import Watchdog, dismiss_exit_guards, guard_interpreter_exit
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -104,6 +109,7 @@ def run(
     """
     config = make_config(main, backend, backend_options, grace, signals, exit_codes)
     remove_quiet_hook()
+    dismiss_exit_guards()
     escaped: list[BaseException] = []
     with (
         active_run(ShutdownState(config.grace)) as state,
@@ -126,13 +132,13 @@ def run(
         trigger = state.trigger
         assert trigger is not None
         assert state.started_at is not None
-        if trigger.kind != "return":
-            _wait_for_threads(state)
         logger.info(
             "shutdown complete in %.3f s; exit status: %s",
             time.monotonic() - state.started_at,
             exit_status(outcome, trigger, config.exit_codes),
         )
+    if trigger.kind != "return":
+        guard_interpreter_exit(state, config.signals)
     return conclude(outcome, trigger, config.exit_codes)  # type: ignore[no-any-return]
 
 
@@ -153,17 +159,21 @@ async def _supervise(
         try:
             with main_scope:
                 outcome.value = await call_main()
-        except anyio.get_cancelled_exc_class():  # pragma: no cover - nothing cancels us
-            raise
         except BaseException as exc:
+            # Everything that escapes main is the program's own outcome, even a
+            # cancellation that main caused itself (awaiting a task it cancelled).
             outcome.capture(exc)
         state.trigger_shutdown(_trigger_for(outcome))
         relay.apply()
 
-        own = {current_task_handle(config.backend), relay.task}
-        stray = await cancel_stray_tasks(config.backend, own, state.time_left())
+        stray = cancel_stray_tasks(
+            config.backend, {current_task_handle(config.backend), relay.task}
+        )
+        with bounded_scope():
+            await wait_for_tasks(stray)
 
-        _enter_phase(state, "hooks", f"main's task tree unwound; {stray} stray task(s) cancelled")
+        done = f"main's task tree unwound; {len(stray)} stray task(s) cancelled"
+        _enter_phase(state, "hooks", done)
         count = await _hooks.run_hooks(state)
         tg.cancel_scope.cancel()
     _enter_phase(state, "exiting", f"{count} hook(s) ran")
@@ -175,14 +185,15 @@ def _trigger_for(outcome: Outcome) -> Trigger:
         return Trigger("error", reason=repr(outcome.error))
     if outcome.system_exit is not None:
         code = outcome.system_exit.code
-        return Trigger("exit", exit_code=code if isinstance(code, int) else 1)
+        status = 0 if code is None else code if isinstance(code, int) else 1
+        return Trigger("exit", reason="" if code is None else repr(code), exit_code=status)
     return Trigger("return")
 
 
 def _enter_phase(state: ShutdownState, phase: str, done: str = "") -> None:
     """Move on to ``phase``, logging how long the phase that ends took (and ``done``)."""
     now = time.monotonic()
-    if state.phase in ("cancelling", "hooks", "threads"):
+    if state.phase in ("cancelling", "hooks"):
         detail = f" ({done})" if done else ""
         logger.info("%s phase took %.3f s%s", state.phase, now - state.phase_started, detail)
     state.phase = phase
@@ -219,28 +230,10 @@ class _Relay:
                 _enter_phase(state, "cancelling")
                 self._main_scope.cancel(trigger.describe())
             deadline = to_loop_clock(state.soft_deadline)
-            for scope in state.shielded_scopes:
+            for scope in state.bounded_scopes:
                 scope.deadline = min(scope.deadline, deadline)
         if state.escalated and not self._applied_escalation:
             self._applied_escalation = True
             logger.warning("second signal: cancelling everything still running, exiting within 1 s")
-            for scope in list(state.shielded_scopes):
+            for scope in list(state.bounded_scopes):
                 scope.cancel("second signal")
-
-
-def _wait_for_threads(state: ShutdownState) -> None:
-    # The interpreter would join non-daemon threads after run() anyway, without a time
-    # limit. Joining them here keeps them under the watchdog: a thread that never returns
-    # ends in the stuck report at the deadline instead of hanging the process. Only the
-    # main thread does this; elsewhere the main thread itself would be waited for.
-    if threading.current_thread() is not threading.main_thread():
-        return
-    me = threading.current_thread()
-    pending = [t for t in threading.enumerate() if t is not me and not t.daemon]
-    if not pending:
-        return
-    _enter_phase(state, "threads")
-    for thread in pending:
-        # join() is interruptible, so a second or third signal still gets through.
-        thread.join()
-    _enter_phase(state, "exiting", f"{len(pending)} non-daemon thread(s) joined")

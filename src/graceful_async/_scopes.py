@@ -64,21 +64,33 @@ def cleanup_scope(timeout: float | None = None) -> Iterator[anyio.CancelScope]:
         ```
     """
     check_timeout(timeout)
-    limit = math.inf if timeout is None else float(timeout)
+    started = time.monotonic()
+    with bounded_scope(math.inf if timeout is None else float(timeout)) as scope:
+        yield scope
+    if scope.cancelled_caught:
+        logger.warning("cleanup scope cut off after %.2f s", time.monotonic() - started)
+
+
+@contextmanager
+def bounded_scope(seconds: float = math.inf) -> Iterator[anyio.CancelScope]:
+    """A shielded scope that ends by ``seconds`` and by the shutdown's soft deadline.
+
+    While a run() is active the scope is registered with it: its deadline is pulled in
+    when the shutdown starts, and a second signal cancels it at once.
+    """
     state = current_state()
     if state is not None:
-        limit = min(limit, state.time_left())
-    scope = anyio.CancelScope(shield=True, deadline=loop_deadline(limit))
-    if state is not None:
-        state.shielded_scopes.add(scope)
-        if state.escalated:
-            scope.cancel("second signal")
-    started = time.monotonic()
+        seconds = min(seconds, state.time_left())
+    scope = anyio.CancelScope(shield=True, deadline=loop_deadline(seconds))
+    if state is None:
+        with scope:
+            yield scope
+        return
+    state.bounded_scopes.add(scope)
+    if state.escalated:
+        scope.cancel("second signal")
     try:
         with scope:
             yield scope
     finally:
-        if state is not None:
-            state.shielded_scopes.discard(scope)
-    if scope.cancelled_caught:
-        logger.warning("cleanup scope cut off after %.2f s", time.monotonic() - started)
+        state.bounded_scopes.discard(scope)

@@ -8,6 +8,7 @@ module takes a lock, so the signal handler may call into it at any moment.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import signal
 import socket
@@ -42,7 +43,7 @@ class Trigger:
         if self.kind == "request":
             return f"shutdown requested ({self.reason})" if self.reason else "shutdown requested"
         if self.kind == "exit":
-            return f"sys.exit({self.exit_code!r})"
+            return f"sys.exit({self.reason or ''})"
         if self.kind == "error":
             return f"error in main ({self.reason})"
         return "main returned"
@@ -92,55 +93,93 @@ class ShutdownState:
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
-        self.trigger: Trigger | None = None
         self.started_at: float | None = None
-        #: When the watchdog ends the process (time.monotonic()).
-        self.deadline: float = math.inf
-        #: When cooperative work (cleanup scopes, hooks) must have stopped. A little
-        #: before the deadline, so that a cancelled hook still leaves time to exit cleanly.
-        self.soft_deadline: float = math.inf
-        self.escalated = False
-        self.signal_count = 0
         self.phase = "starting"
         self.phase_started = time.monotonic()
         self.running_hooks: dict[str, float] = {}
         #: Shielded scopes (cleanup scopes and hooks) to clamp and cancel. Loop thread only.
-        self.shielded_scopes: set[CancelScope] = set()
+        self.bounded_scopes: set[CancelScope] = set()
         self.loop_waker = _Waker()
         self.watchdog_waker = _Waker()
-        self.loop_thread = threading.get_ident()
+        # A signal handler can interrupt another one (or request_shutdown() in a thread)
+        # between any two bytecodes, and it may take no lock. So every field below is
+        # written by one party only, and "who was first" is decided by operations that are
+        # a single C call: list.append() and next() on a counter.
+        self._triggers: list[Trigger] = []
+        self._signal_numbers = itertools.count(1)
+        self._grace_deadline = math.inf
+        self._grace_soft_deadline = math.inf
+        self._escalated_at: float | None = None
 
     # --- called from signal handlers, other threads and the loop: no locks, no logging
 
     def trigger_shutdown(self, trigger: Trigger) -> bool:
-        """Record ``trigger`` if it is the first one and arm the deadline."""
-        if self.trigger is not None:
+        """Record ``trigger`` if it is the first one; it starts the grace period."""
+        if self._triggers:
+            return False
+        self._triggers.append(trigger)
+        if self._triggers[0] is not trigger:
             return False
         now = time.monotonic()
-        self.trigger = trigger
         self.started_at = now
-        self.soft_deadline = now + self.grace - exit_reserve(self.grace)
-        self.deadline = now + self.grace
+        self._grace_soft_deadline = now + self.grace - exit_reserve(self.grace)
+        # main returning is not a reason to kill the process: its hooks are bounded
+        # cooperatively, and the watchdog is armed only if a signal arrives meanwhile.
+        if trigger.kind != "return":
+            self._grace_deadline = now + self.grace
         self.watchdog_waker.poke()
         self.loop_waker.poke()
         return True
 
     def signal_received(self, signum: int) -> None:
-        self.signal_count += 1
-        if self.signal_count == 1:
-            self.trigger_shutdown(Trigger("signal", signum=signum))
-        elif self.signal_count == 2:
+        number = next(self._signal_numbers)
+        if number == 1:
+            if not self.trigger_shutdown(Trigger("signal", signum=signum)):
+                self._arm()
+        elif number == 2:
             self.escalate()
         else:
             self.watchdog_waker.poke(b"k")
 
+    def _arm(self) -> None:
+        # A first signal after a softer trigger (main returned) still bounds the process.
+        if math.isinf(self._grace_deadline):
+            self._grace_deadline = time.monotonic() + self.grace
+            self.watchdog_waker.poke()
+
     def escalate(self) -> None:
-        now = time.monotonic()
-        self.escalated = True
-        self.soft_deadline = min(self.soft_deadline, now)
-        self.deadline = min(self.deadline, now + ESCALATION_TIMEOUT)
+        self._escalated_at = time.monotonic()
         self.watchdog_waker.poke()
         self.loop_waker.poke()
+
+    # --- queries
+
+    @property
+    def trigger(self) -> Trigger | None:
+        """The first trigger, which decides the reason and the exit status."""
+        return self._triggers[0] if self._triggers else None
+
+    @property
+    def escalated(self) -> bool:
+        return self._escalated_at is not None
+
+    @property
+    def deadline(self) -> float:
+        """When the watchdog ends the process (time.monotonic())."""
+        if self._escalated_at is None:
+            return self._grace_deadline
+        return min(self._grace_deadline, self._escalated_at + ESCALATION_TIMEOUT)
+
+    @property
+    def soft_deadline(self) -> float:
+        """When cooperative work (cleanup scopes, hooks) must stop.
+
+        A little before the deadline, so that a cancelled hook still leaves the process
+        time to exit cleanly; at once after a second signal.
+        """
+        if self._escalated_at is None:
+            return self._grace_soft_deadline
+        return min(self._grace_soft_deadline, self._escalated_at)
 
     # --- queries
 

@@ -97,6 +97,51 @@ class Watchdog:
         self._force(report, FORCED_EXIT_STATUS)
 
 
+_exit_guards: list[threading.Event] = []
+
+
+def guard_interpreter_exit(state: ShutdownState, signals: Iterable[int]) -> None:
+    """Keep the deadline while the interpreter exits after run() has ended the program.
+
+    After run() raises SystemExit or KeyboardInterrupt, the interpreter still joins
+    non-daemon threads (first asking idle executor workers to stop) and runs atexit
+    handlers, with no time limit. A thread that sleeps until the deadline then ends the
+    process if the interpreter is still exiting: the main thread is marked as no longer
+    alive once the interpreter begins to shut down. If the caller caught the exception
+    and carried on, the main thread is alive and the guard retires quietly.
+    """
+    left = state.deadline - time.monotonic()
+    if threading.current_thread() is not threading.main_thread() or math.isinf(left):
+        return
+    state.phase = "interpreter exit (joining non-daemon threads, then atexit handlers)"
+    dismissed = threading.Event()
+    _exit_guards.append(dismissed)
+    threading.Thread(
+        target=_guard_exit,
+        args=(state, max(0.0, left), dismissed, set(signals)),
+        name="graceful_async exit watchdog",
+        daemon=True,
+    ).start()
+
+
+def dismiss_exit_guards() -> None:
+    """Retire the guards of earlier runs whose exceptions were caught."""
+    for dismissed in _exit_guards:
+        dismissed.set()
+    _exit_guards.clear()
+
+
+def _guard_exit(
+    state: ShutdownState, left: float, dismissed: threading.Event, signals: set[int]
+) -> None:
+    if signals:
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    if dismissed.wait(left) or threading.main_thread().is_alive():
+        return
+    why = f"the process did not exit within the grace period ({state.grace:g} s)"
+    force_exit(build_report(state, why, FORCED_EXIT_STATUS, None), FORCED_EXIT_STATUS)
+
+
 def force_exit(report: str, status: int) -> None:  # pragma: no cover - ends the process
     """Write ``report`` to stderr, flush what can be flushed, and end the process now."""
     # Straight to file descriptor 2: sys.stderr's buffer lock may be held by a thread
