@@ -28,11 +28,12 @@ def test_handler_takes_no_locks_and_does_no_logging(backend: Backend) -> None:
     async def main() -> None:
         handler = signal.getsignal(signal.SIGTERM)
         assert callable(handler)
+        previous = sys.getprofile()
         sys.setprofile(profile)
         try:
             handler(signal.SIGTERM, None)
         finally:
-            sys.setprofile(None)
+            sys.setprofile(previous)
         await anyio.sleep_forever()
 
     with pytest.raises(SystemExit):

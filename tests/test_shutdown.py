@@ -304,7 +304,6 @@ def test_quiet_hook_passes_other_exceptions_through(
         backend.run(main)
     hook = sys.excepthook
     try:
-        sys.__excepthook__ = sys.__excepthook__
         hook(KeyboardInterrupt, info.value, None)
         assert sys.excepthook is not hook  # removed itself
         assert capsys.readouterr().err == ""

@@ -225,8 +225,8 @@ def test_ignored_sigint_stays_ignored(tmp_path: Path, backend: Backend) -> None:
     assert result.returncode == 143
 
 
-def test_signal_during_thread_wait_does_not_kill(tmp_path: Path, backend: Backend) -> None:
-    """Non-daemon threads are waited for under the handlers; they finish and the status holds."""
+def test_non_daemon_threads_finish_before_the_exit(tmp_path: Path, backend: Backend) -> None:
+    """A non-daemon thread still finishes its work after run(), and the status holds."""
     body = """
     def worker():
         time.sleep(0.3)

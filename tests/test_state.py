@@ -215,12 +215,13 @@ def test_a_signal_nested_in_the_first_handler_still_escalates() -> None:
             state.signal_received(signal.SIGINT)
         return None
 
+    previous = sys.gettrace()  # coverage's tracer, when measuring
     try:
         sys.settrace(tracer)
         try:
             state.signal_received(signal.SIGTERM)
         finally:
-            sys.settrace(None)
+            sys.settrace(previous)
         assert nested == [True]
         assert state.trigger == Trigger("signal", signum=signal.SIGTERM)
         assert state.escalated
