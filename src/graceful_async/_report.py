@@ -39,12 +39,14 @@ def build_report(state: ShutdownState, why: str, status: int, list_tasks: TaskLi
         lines += [f"  {t.name!r} at {t.where}" for t in sorted(tasks, key=lambda t: t.name)]
 
     names = {thread.ident: thread for thread in threading.enumerate()}
-    me = threading.get_ident()
-    frames = sys._current_frames()
-    lines.append(f"Threads ({len(frames) - (me in frames)}):")
+    # Leave out our own helper threads (this watchdog, the flusher): they are not stuck.
+    frames = {
+        ident: frame
+        for ident, frame in sys._current_frames().items()
+        if not (ident in names and names[ident].name.startswith("graceful_async "))
+    }
+    lines.append(f"Threads ({len(frames)}):")
     for ident, frame in frames.items():
-        if ident == me:
-            continue
         thread = names.get(ident)
         label = thread.name if thread is not None else "<unknown>"
         kind = "daemon" if thread is not None and thread.daemon else "non-daemon"

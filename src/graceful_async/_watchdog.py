@@ -116,9 +116,12 @@ def guard_interpreter_exit(state: ShutdownState, signals: Iterable[int]) -> None
     state.phase = "interpreter exit (joining non-daemon threads, then atexit handlers)"
     dismissed = threading.Event()
     _exit_guards.append(dismissed)
+    # Python 3.12+ refuses to start threads once the interpreter is shutting down, so the
+    # thread that would flush output on the way out is started now, idle until needed.
+    flusher = _Flusher()
     threading.Thread(
         target=_guard_exit,
-        args=(state, max(0.0, left), dismissed, set(signals)),
+        args=(state, max(0.0, left), dismissed, set(signals), flusher),
         name="graceful_async exit watchdog",
         daemon=True,
     ).start()
@@ -132,17 +135,56 @@ def dismiss_exit_guards() -> None:
 
 
 def _guard_exit(
-    state: ShutdownState, left: float, dismissed: threading.Event, signals: set[int]
+    state: ShutdownState,
+    left: float,
+    dismissed: threading.Event,
+    signals: set[int],
+    flusher: _Flusher,
 ) -> None:
     if signals:
         signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     if dismissed.wait(left) or threading.main_thread().is_alive():
+        flusher.retire()
         return
     why = f"the process did not exit within the grace period ({state.grace:g} s)"
-    force_exit(build_report(state, why, FORCED_EXIT_STATUS, None), FORCED_EXIT_STATUS)
+    force_exit(build_report(state, why, FORCED_EXIT_STATUS, None), FORCED_EXIT_STATUS, flusher)
 
 
-def force_exit(report: str, status: int) -> None:  # pragma: no cover - ends the process
+class _Flusher:
+    """A daemon thread that flushes sys.stdout and sys.stderr when asked to, once.
+
+    Flushing takes the streams' buffer locks, which a stuck thread may hold (say, one
+    blocked writing to a full pipe), so the forced exit asks this thread to flush and
+    waits only briefly for it.
+    """
+
+    def __init__(self) -> None:
+        self._go = threading.Event()
+        self._flush = True
+        self._done = threading.Event()
+        threading.Thread(target=self._run, name="graceful_async flusher", daemon=True).start()
+
+    def _run(self) -> None:
+        self._go.wait()
+        if self._flush:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    if stream is not None:
+                        stream.flush()
+        self._done.set()
+
+    def flush(self, timeout: float) -> None:
+        self._go.set()
+        self._done.wait(timeout)
+
+    def retire(self) -> None:
+        self._flush = False
+        self._go.set()
+
+
+def force_exit(  # pragma: no cover - ends the process
+    report: str, status: int, flusher: _Flusher | None = None
+) -> None:
     """Write ``report`` to stderr, flush what can be flushed, and end the process now."""
     # Straight to file descriptor 2: sys.stderr's buffer lock may be held by a thread
     # that is stuck, and the report must get out even if logging was never configured.
@@ -150,16 +192,6 @@ def force_exit(report: str, status: int) -> None:  # pragma: no cover - ends the
     with contextlib.suppress(OSError):
         while data:
             data = data[os.write(2, data) :]
-    # Flushing Python's buffers takes their locks, which a stuck thread may hold (say,
-    # blocked writing to a full pipe). Try it on a throwaway thread, but never wait long.
-    flusher = threading.Thread(target=_flush_std_streams, daemon=True)
-    flusher.start()
-    flusher.join(0.25)
+    with contextlib.suppress(RuntimeError):  # no new threads at interpreter shutdown
+        (flusher or _Flusher()).flush(0.25)
     os._exit(status)
-
-
-def _flush_std_streams() -> None:  # pragma: no cover - runs only on the way to os._exit
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            if stream is not None:
-                stream.flush()
