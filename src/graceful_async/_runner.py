@@ -229,9 +229,12 @@ class _Relay:
             if state.phase == "running":
                 _enter_phase(state, "cancelling")
                 self._main_scope.cancel(trigger.describe())
-            deadline = to_loop_clock(state.soft_deadline)
-            for scope in state.bounded_scopes:
-                scope.deadline = min(scope.deadline, deadline)
+        # Pull open cleanup scopes in to the soft deadline at every wake-up, not only the
+        # first: another thread may still be setting the deadline when we first see the
+        # trigger, and a signal after main returned sets it later.
+        deadline = to_loop_clock(state.soft_deadline)
+        for scope in state.bounded_scopes:
+            scope.deadline = min(scope.deadline, deadline)
         if state.escalated and not self._applied_escalation:
             self._applied_escalation = True
             logger.warning("second signal: cancelling everything still running, exiting within 1 s")
