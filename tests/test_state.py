@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import linecache
 import os
 import signal
 import sys
@@ -379,3 +380,71 @@ def test_second_signal_during_finally_cancels_the_cleanup(tmp_path: Path, backen
     result = child.finish()
     assert result.returncode == 143
     assert result.lines[-1] == "cleanup cut: True"
+
+
+def test_request_caught_between_publishing_and_bookkeeping(backend: Backend) -> None:
+    """A request that is visible while its thread is paused still has a time and a deadline."""
+    gate = threading.Event()
+    paused: list[bool] = []
+
+    def pause_after_append(frame: types.FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code.co_name != "trigger_shutdown":
+            return pause_after_append
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+        if event == "line" and "self._triggers[0] is not trigger" in line:
+            paused.append(True)
+            gate.wait(30)  # main returns meanwhile and run() finishes its bookkeeping
+        return pause_after_append
+
+    def requester() -> None:
+        sys.settrace(pause_after_append)
+        graceful_async.request_shutdown("paused", exit_code=3)
+
+    async def main() -> None:
+        threading.Thread(target=requester, daemon=True).start()
+        await anyio.sleep(0.2)
+
+    try:
+        with pytest.raises(SystemExit) as info:
+            backend.run(main)
+    finally:
+        gate.set()
+    assert paused == [True]
+    assert info.value.code == 3
+
+
+def test_hook_raising_a_cancellation_of_its_own(logs: pytest.LogCaptureFixture) -> None:
+    """A hook that raises CancelledError itself is a failed hook; the earlier hooks run."""
+    ran: list[str] = []
+
+    async def cancelled_hook() -> None:
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(10))
+        task.cancel()
+        await task
+
+    async def main() -> None:
+        graceful_async.on_shutdown(ran.append, "earlier")
+        graceful_async.on_shutdown(cancelled_hook)
+
+    assert graceful_async.run(main) is None
+    assert ran == ["earlier"]
+    assert any("cancelled_hook failed" in r.getMessage() for r in logs.records)
+
+
+def test_signal_after_return_bounds_the_interpreter_exit(tmp_path: Path, backend: Backend) -> None:
+    """A signal during the hooks after main returned also bounds the exit that follows."""
+    body = """
+    async def hook():
+        say("READY")
+        await anyio.sleep(0.3)
+
+    async def main():
+        threading.Thread(target=time.sleep, args=(600,), name="hung-worker").start()
+        graceful_async.on_shutdown(hook)
+
+    start(main, grace=1)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == graceful_async.FORCED_EXIT_STATUS
+    assert "phase: interpreter exit" in result.stderr
+    assert "Thread 'hung-worker' (non-daemon" in result.stderr

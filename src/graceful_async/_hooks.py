@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final, overload
 
-import anyio
-
 from ._log import logger
 from ._scopes import bounded_scope, check_timeout
 
@@ -205,11 +203,10 @@ async def _run_one(state: ShutdownState, hook: ShutdownHook[Any]) -> None:
             result = hook.fn(*hook.args)
             if inspect.isawaitable(result):
                 await result
-    except anyio.get_cancelled_exc_class():  # pragma: no cover - our scope absorbs its own
-        raise
     except BaseException:
-        # Whatever a hook raises, even SystemExit or KeyboardInterrupt, the hooks
-        # registered before it must still run.
+        # Whatever a hook raises, even SystemExit, KeyboardInterrupt or a cancellation
+        # of its own making (our scope absorbs the ones it causes), the hooks registered
+        # before it must still run.
         logger.warning("shutdown hook %s failed", hook.name, exc_info=True)
         return
     finally:

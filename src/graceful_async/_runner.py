@@ -137,8 +137,7 @@ def run(
             time.monotonic() - state.started_at,
             exit_status(outcome, trigger, config.exit_codes),
         )
-    if trigger.kind != "return":
-        guard_interpreter_exit(state, config.signals)
+    guard_interpreter_exit(state, config.signals)
     return conclude(outcome, trigger, config.exit_codes)  # type: ignore[no-any-return]
 
 

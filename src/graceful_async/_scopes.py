@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +80,8 @@ def bounded_scope(seconds: float = math.inf) -> Iterator[anyio.CancelScope]:
     when the shutdown starts, and a second signal cancels it at once.
     """
     state = current_state()
+    if state is not None and state.loop_thread != threading.get_ident():
+        state = None  # an event loop in another thread: not the one run() shuts down
     if state is not None:
         seconds = min(seconds, state.time_left())
     scope = anyio.CancelScope(shield=True, deadline=loop_deadline(seconds))

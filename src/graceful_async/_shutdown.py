@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -36,6 +36,9 @@ class Trigger:
     signum: int | None = None
     reason: str | None = None
     exit_code: int = 0
+    #: When it happened (time.monotonic()), set when the trigger is made, before it is
+    #: published: a published trigger always has its time.
+    at: float = field(default_factory=time.monotonic, compare=False)
 
     def describe(self) -> str:
         if self.kind == "signal" and self.signum is not None:
@@ -93,22 +96,23 @@ class ShutdownState:
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
-        self.started_at: float | None = None
         self.phase = "starting"
         self.phase_started = time.monotonic()
         self.running_hooks: dict[str, float] = {}
         #: Shielded scopes (cleanup scopes and hooks) to clamp and cancel. Loop thread only.
         self.bounded_scopes: set[CancelScope] = set()
+        self.loop_thread = threading.get_ident()
         self.loop_waker = _Waker()
         self.watchdog_waker = _Waker()
         # A signal handler can interrupt another one (or request_shutdown() in a thread)
-        # between any two bytecodes, and it may take no lock. So every field below is
-        # written by one party only, and "who was first" is decided by operations that are
-        # a single C call: list.append() and next() on a counter.
+        # between any two bytecodes, and it may take no lock. So nothing here is ever
+        # read-modified-written: the deadlines are derived from times that are each
+        # written once, the trigger carries its own time, and "who was first" is decided
+        # by single C calls, list.append() and next() on a counter. Once a trigger is
+        # visible, everything derived from it is too.
         self._triggers: list[Trigger] = []
         self._signal_numbers = itertools.count(1)
-        self._grace_deadline = math.inf
-        self._grace_soft_deadline = math.inf
+        self._armed_at: float | None = None
         self._escalated_at: float | None = None
 
     # --- called from signal handlers, other threads and the loop: no locks, no logging
@@ -120,13 +124,6 @@ class ShutdownState:
         self._triggers.append(trigger)
         if self._triggers[0] is not trigger:
             return False
-        now = time.monotonic()
-        self.started_at = now
-        self._grace_soft_deadline = now + self.grace - exit_reserve(self.grace)
-        # main returning is not a reason to kill the process: its hooks are bounded
-        # cooperatively, and the watchdog is armed only if a signal arrives meanwhile.
-        if trigger.kind != "return":
-            self._grace_deadline = now + self.grace
         self.watchdog_waker.poke()
         self.loop_waker.poke()
         return True
@@ -135,17 +132,14 @@ class ShutdownState:
         number = next(self._signal_numbers)
         if number == 1:
             if not self.trigger_shutdown(Trigger("signal", signum=signum)):
-                self._arm()
+                # After a softer trigger (main returned), a first signal still bounds
+                # the process. Only this handler writes _armed_at.
+                self._armed_at = time.monotonic()
+                self.watchdog_waker.poke()
         elif number == 2:
             self.escalate()
         else:
             self.watchdog_waker.poke(b"k")
-
-    def _arm(self) -> None:
-        # A first signal after a softer trigger (main returned) still bounds the process.
-        if math.isinf(self._grace_deadline):
-            self._grace_deadline = time.monotonic() + self.grace
-            self.watchdog_waker.poke()
 
     def escalate(self) -> None:
         self._escalated_at = time.monotonic()
@@ -164,11 +158,25 @@ class ShutdownState:
         return self._escalated_at is not None
 
     @property
+    def started_at(self) -> float | None:
+        """When the first trigger happened (time.monotonic())."""
+        trigger = self.trigger
+        return None if trigger is None else trigger.at
+
+    @property
     def deadline(self) -> float:
         """When the watchdog ends the process (time.monotonic())."""
-        if self._escalated_at is None:
-            return self._grace_deadline
-        return min(self._grace_deadline, self._escalated_at + ESCALATION_TIMEOUT)
+        trigger = self.trigger
+        deadline = math.inf
+        if trigger is not None and trigger.kind != "return":
+            deadline = trigger.at + self.grace
+        elif self._armed_at is not None:
+            # main returning is no reason to kill the process: its hooks are bounded
+            # cooperatively, and the watchdog is armed only if a signal arrives.
+            deadline = self._armed_at + self.grace
+        if self._escalated_at is not None:
+            deadline = min(deadline, self._escalated_at + ESCALATION_TIMEOUT)
+        return deadline
 
     @property
     def soft_deadline(self) -> float:
@@ -177,11 +185,11 @@ class ShutdownState:
         A little before the deadline, so that a cancelled hook still leaves the process
         time to exit cleanly; at once after a second signal.
         """
-        if self._escalated_at is None:
-            return self._grace_soft_deadline
-        return min(self._grace_soft_deadline, self._escalated_at)
-
-    # --- queries
+        trigger = self.trigger
+        soft = math.inf if trigger is None else trigger.at + self.grace - exit_reserve(self.grace)
+        if self._escalated_at is not None:
+            soft = min(soft, self._escalated_at)
+        return soft
 
     def time_left(self) -> float:
         """Seconds of cooperative time left; ``math.inf`` before any trigger."""

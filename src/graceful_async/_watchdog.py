@@ -118,7 +118,7 @@ def guard_interpreter_exit(state: ShutdownState, signals: Iterable[int]) -> None
     _exit_guards.append(dismissed)
     # Python 3.12+ refuses to start threads once the interpreter is shutting down, so the
     # thread that would flush output on the way out is started now, idle until needed.
-    flusher = _Flusher()
+    flusher = _Flusher(signals)
     threading.Thread(
         target=_guard_exit,
         args=(state, max(0.0, left), dismissed, set(signals), flusher),
@@ -158,13 +158,16 @@ class _Flusher:
     waits only briefly for it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, signals: Iterable[int] = ()) -> None:
         self._go = threading.Event()
         self._flush = True
         self._done = threading.Event()
+        self._signals = set(signals)
         threading.Thread(target=self._run, name="graceful_async flusher", daemon=True).start()
 
     def _run(self) -> None:
+        if self._signals:
+            signal.pthread_sigmask(signal.SIG_BLOCK, self._signals)
         self._go.wait()
         if self._flush:
             for stream in (sys.stdout, sys.stderr):
