@@ -47,9 +47,12 @@ BACKENDS = [Backend("asyncio"), Backend("asyncio", {"use_uvloop": True}), Backen
 # Every child program starts with this. `start()` runs main on the backend the test
 # chose; `say()` writes a line the test can wait for.
 PRELUDE = """\
-import atexit, logging, os, signal, sys, threading, time
+import atexit, faulthandler, logging, os, signal, sys, threading, time
 import anyio
 import graceful_async
+
+# A hang shows every thread's stack in the test's failure message.
+faulthandler.dump_traceback_later(25)
 
 BACKEND = os.environ["GA_BACKEND"]
 OPTIONS = {"use_uvloop": True} if os.environ.get("GA_UVLOOP") else {}
@@ -138,6 +141,8 @@ class Child:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        for reader in self._readers:
+            reader.join(WAIT)  # they end at EOF, now that the child is gone
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
@@ -147,7 +152,10 @@ class Child:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"child still running after {timeout} s") from None
+            stderr = "".join(self._stderr)
+            raise AssertionError(
+                f"child still running after {timeout} s; stderr:\n{stderr}"
+            ) from None
         for reader in self._readers:
             reader.join(WAIT)
         for stream in (self.proc.stdout, self.proc.stderr):
