@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import threading
 from types import FrameType
 
@@ -64,6 +65,61 @@ def test_handlers_installed_during_main_and_restored_after(backend: Backend) -> 
         assert signal.getsignal(signal.SIGINT) is previous_int
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def current_wakeup_fd() -> int:
+    fd = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(fd)
+    return fd
+
+
+def test_a_wakeup_fd_is_set_while_main_runs_and_cleared_after(backend: Backend) -> None:
+    """Some wake-up fd is set during main (ours on plain asyncio); none is left behind."""
+    seen: list[int] = []
+
+    async def main() -> None:
+        seen.append(current_wakeup_fd())
+
+    backend.run(main)
+    assert seen[0] != -1
+    assert current_wakeup_fd() == -1
+
+
+@pytest.mark.parametrize("uvloop", [False, True], ids=["asyncio", "asyncio+uvloop"])
+def test_a_wakeup_fd_set_before_run_is_kept(uvloop: bool) -> None:
+    """A wake-up fd the program set itself is not replaced by ours, nor lost.
+
+    (trio refuses to start over someone else's wake-up fd, with a RuntimeWarning.)
+    """
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    try:
+        signal.set_wakeup_fd(writer.fileno())
+        seen: list[int] = []
+
+        async def main() -> None:
+            seen.append(current_wakeup_fd())
+
+        graceful_async.run(main, backend="asyncio", backend_options={"use_uvloop": uvloop})
+        if not uvloop:  # uvloop sets its own for the duration, as it always does
+            assert seen == [writer.fileno()]
+        assert current_wakeup_fd() == writer.fileno()
+    finally:
+        signal.set_wakeup_fd(-1)
+        reader.close()
+        writer.close()
+
+
+def test_add_signal_handler_inside_main_takes_over_the_wakeup_fd() -> None:
+    """asyncio's add_signal_handler replaces our wake-up fd; we do not put ours back."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, lambda: None)
+        loop.remove_signal_handler(signal.SIGUSR1)  # clears the wake-up fd
+
+    graceful_async.run(main, backend="asyncio")
+    assert current_wakeup_fd() == -1
 
 
 def test_only_the_chosen_signals_are_handled(backend: Backend) -> None:

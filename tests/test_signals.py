@@ -242,3 +242,32 @@ def test_non_daemon_threads_finish_before_the_exit(tmp_path: Path, backend: Back
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == 143
     assert result.lines[1:] == ["thread finished"]
+
+
+def test_signal_delivered_to_another_thread_still_wakes_the_loop(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """The kernel may hand a process's signal to any thread that does not block it.
+
+    The C-level handler then runs in that thread, and nothing interrupts the main
+    thread's wait in the loop's select(). The loop must wake anyway. The program makes
+    the kernel's choice explicit with pthread_kill() from a worker thread.
+    """
+    body = """
+    async def main():
+        def deliver_here():
+            time.sleep(0.3)  # until the main thread waits in select()
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+        try:
+            say("READY")
+            threading.Thread(target=deliver_here).start()
+            await anyio.sleep_forever()
+        finally:
+            print("finally ran")
+
+    start(main)
+    """
+    result = run_program(tmp_path, body, backend)
+    assert result.returncode == 128 + signal.SIGTERM
+    assert result.lines == ["READY", "finally ran"]

@@ -115,7 +115,7 @@ def run(
         active_run(ShutdownState(config.grace)) as state,
         _hooks.reopened_afterwards(),
         Watchdog(state, config.signals) as watchdog,
-        handlers_installed(state, config.signals),
+        handlers_installed(state, config.signals) as handled,
     ):
 
         def on_escape(exc: BaseException) -> None:
@@ -127,6 +127,7 @@ def run(
             config.backend_options,
             lambda: _supervise(state, watchdog, config, lambda: main(*args)),
             on_escape,
+            wakeup_fd=state.loop_waker.fileno() if handled else None,
         )
         outcome.adopt(escaped)
         trigger = state.trigger

@@ -72,6 +72,10 @@ class _Waker:
         self.reader.setblocking(False)
         self._writer.setblocking(False)
 
+    def fileno(self) -> int:
+        """The write side's descriptor, for `signal.set_wakeup_fd`."""
+        return self._writer.fileno()
+
     def poke(self, byte: bytes = b"\0") -> None:
         # Not contextlib.suppress(): the signal handler calls this, so keep it to one call.
         try:  # noqa: SIM105

@@ -58,3 +58,31 @@ def handlers_installed(
             # getsignal() answers None for a handler installed from C; SIG_DFL is the
             # nearest thing that can be put back.
             signal.signal(sig, signal.SIG_DFL if old is None else old)
+
+
+@contextmanager
+def wakeup_fd_set(fd: int) -> Iterator[None]:
+    """Have every signal write a byte to ``fd``, unless something already listens.
+
+    The kernel hands a process's signal to any thread that does not block it. When that
+    is not the main thread, the C-level handler runs there and nothing interrupts the
+    main thread's wait in the loop's select(), so our Python handler would run only
+    when the loop next wakes up for another reason. A wake-up fd is written to by the
+    C-level handler itself, in whichever thread, and ``fd`` is one the loop watches.
+    trio and uvloop set their own wake-up fd, which already does this; plain asyncio
+    sets none unless `loop.add_signal_handler` is used.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+    if previous != -1:  # someone else's; it wakes the loop already
+        signal.set_wakeup_fd(previous)
+        yield
+        return
+    try:
+        yield
+    finally:
+        current = signal.set_wakeup_fd(-1)
+        if current != fd:  # replaced meanwhile (add_signal_handler): leave theirs be
+            signal.set_wakeup_fd(current)
