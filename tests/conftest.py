@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -23,8 +24,10 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
 
 
 @pytest.fixture(autouse=True)
-def _quiet_grace_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GRACEFUL_ASYNC_GRACE", raising=False)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("GRACEFUL_ASYNC_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

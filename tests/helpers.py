@@ -38,7 +38,9 @@ class Backend:
         env = dict(os.environ)
         env["GA_BACKEND"] = self.name
         env["GA_UVLOOP"] = "1" if self.options.get("use_uvloop") else ""
-        env.pop("GRACEFUL_ASYNC_GRACE", None)
+        for name in list(env):
+            if name.startswith("GRACEFUL_ASYNC_"):
+                del env[name]
         return env
 
 

@@ -48,6 +48,14 @@ def _no_calls() -> Any:
         ({"grace": float("inf")}, ValueError, r"grace must be a finite number .* got inf"),
         ({"grace": "8"}, TypeError, r"grace must be a finite number of seconds >= 0, got '8'"),
         ({"grace": True}, TypeError, r"grace must be a finite number"),
+        ({"drain": -1}, ValueError, r"drain must be a finite number of seconds >= 0, got -1"),
+        ({"drain": "2"}, TypeError, r"drain must be a finite number of seconds >= 0, got '2'"),
+        ({"drain": float("inf")}, ValueError, r"drain must be a finite number"),
+        (
+            {"grace": 2, "drain": 3},
+            ValueError,
+            r"drain must not exceed the grace period \(2 s\), got 3",
+        ),
         ({"signals": (signal.SIGKILL,)}, ValueError, r"signals cannot include SIGKILL"),
         ({"signals": (signal.SIGSTOP,)}, ValueError, r"signals cannot include SIGSTOP"),
         ({"signals": (0,)}, ValueError, r"signals must hold signal numbers, and 0 is not one"),
@@ -119,6 +127,28 @@ def test_grace_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert make_config(main, "asyncio", None, 1, (signal.SIGTERM,), None).grace == 1.0
     monkeypatch.delenv("GRACEFUL_ASYNC_GRACE")
     assert make_config(main, *args).grace == graceful_async.DEFAULT_GRACE == 8.0
+
+
+def test_drain_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """drain: half the grace period by default; GRACEFUL_ASYNC_DRAIN; the argument wins."""
+    from graceful_async._config import make_config
+
+    def drain(grace: float | None = None, drain: float | None = None) -> float:
+        return make_config(main, "asyncio", None, grace, (), None, drain).drain
+
+    assert drain() == graceful_async.DEFAULT_GRACE / 2
+    assert drain(grace=3) == 1.5
+    assert drain(grace=3, drain=3) == 3.0
+    assert drain(drain=0) == 0.0
+    monkeypatch.setenv("GRACEFUL_ASYNC_DRAIN", "2")
+    assert drain() == 2.0
+    assert drain(drain=1) == 1.0
+    monkeypatch.setenv("GRACEFUL_ASYNC_DRAIN", "20")
+    with pytest.raises(ValueError, match=r"the environment variable GRACEFUL_ASYNC_DRAIN must not"):
+        drain()
+    monkeypatch.setenv("GRACEFUL_ASYNC_DRAIN", "later")
+    with pytest.raises(ValueError, match=r"GRACEFUL_ASYNC_DRAIN must be a finite number.*'later'"):
+        drain()
 
 
 @pytest.mark.parametrize(

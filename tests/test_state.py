@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import linecache
+import math
 import os
 import signal
 import sys
@@ -448,3 +449,20 @@ def test_signal_after_return_bounds_the_interpreter_exit(tmp_path: Path, backend
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS
     assert "phase: interpreter exit" in result.stderr
     assert "Thread 'hung-worker' (non-daemon" in result.stderr
+
+
+def test_drain_deadline_follows_the_trigger_within_grace() -> None:
+    """No trigger, no drain deadline; after one, drain seconds later, within the soft deadline."""
+    from graceful_async._shutdown import ShutdownState, Trigger
+
+    state = ShutdownState(grace=8.0, drain=3.0)
+    try:
+        assert state.drain_deadline == math.inf
+        state.trigger_shutdown(Trigger("request"))
+        trigger = state.trigger
+        assert trigger is not None
+        assert state.drain_deadline == trigger.at + 3.0
+        state.drain = 8.0
+        assert state.drain_deadline == state.soft_deadline < trigger.at + 8.0
+    finally:
+        state.close()

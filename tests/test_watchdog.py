@@ -190,6 +190,8 @@ def test_report_lists_tasks_in_process(backend: Backend) -> None:
         try:
             state.trigger_shutdown(Trigger("request", reason="test"))
             state.running_hooks["close-db"] = time.monotonic()
+            state.in_flight.update({object(), object()})
+            state.running_workers[object()] = "consume (attempt 2)"
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sleeper, name="the-sleeper")
                 await anyio.sleep(0.01)
@@ -203,6 +205,8 @@ def test_report_lists_tasks_in_process(backend: Backend) -> None:
     assert report.startswith(f"graceful_async: testing; forcing exit with status {FORCED}")
     assert "trigger: shutdown requested (test)" in report
     assert "close-db (running for" in report
+    assert "Units of work still in flight: 2" in report
+    assert "Workers still running (1):\n  consume (attempt 2)" in report
     assert "'the-sleeper' at " in report
     assert "in sleeper" in report
     assert "'main' at " in report

@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 from ._config import DEFAULT_GRACE as DEFAULT_GRACE
+from ._drain import drain as drain
 from ._hooks import ShutdownHook as ShutdownHook
 from ._hooks import on_shutdown as on_shutdown
 from ._runner import run as run
 from ._scopes import cleanup_scope as cleanup_scope
+from ._scopes import in_flight as in_flight
 from ._shutdown import request_shutdown as request_shutdown
+from ._shutdown import shutdown_reason as shutdown_reason
 from ._shutdown import shutdown_requested as shutdown_requested
+from ._shutdown import time_left as time_left
+from ._shutdown import wait_shutdown_requested as wait_shutdown_requested
 from ._watchdog import FORCED_EXIT_STATUS as FORCED_EXIT_STATUS
+from ._workers import worker as worker
 
 __all__ = [
     "DEFAULT_GRACE",
     "FORCED_EXIT_STATUS",
     "ShutdownHook",
     "cleanup_scope",
+    "drain",
+    "in_flight",
     "on_shutdown",
     "request_shutdown",
     "run",
+    "shutdown_reason",
     "shutdown_requested",
+    "time_left",
+    "wait_shutdown_requested",
+    "worker",
 ]
 
 # Tracebacks, reprs and the docs should say graceful_async.X, not the private module.

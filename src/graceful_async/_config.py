@@ -24,6 +24,7 @@ It fits inside ``docker stop``'s 10 s, leaving room for the interpreter to exit.
 """
 
 GRACE_ENV = "GRACEFUL_ASYNC_GRACE"
+DRAIN_ENV = "GRACEFUL_ASYNC_DRAIN"
 
 _UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
 
@@ -33,6 +34,7 @@ class RunConfig:
     backend: str
     backend_options: dict[str, Any]
     grace: float
+    drain: float
     signals: tuple[signal.Signals, ...]
     exit_codes: dict[signal.Signals, int]
 
@@ -53,16 +55,19 @@ def make_config(
     grace: object,
     signals: object,
     exit_codes: object,
+    drain: object = None,
 ) -> RunConfig:
     if not is_async_callable(main):
         raise TypeError(
             f"main must be an async function (async def), got {main!r}; "
             "graceful_async.run() awaits it on the event loop"
         )
+    checked_grace = _check_grace(grace)
     return RunConfig(
         backend=_check_backend(backend, backend_options),
         backend_options=_check_backend_options(backend, backend_options),
-        grace=_check_grace(grace),
+        grace=checked_grace,
+        drain=_check_drain(drain, checked_grace),
         signals=_check_signals(signals),
         exit_codes=_check_exit_codes(exit_codes),
     )
@@ -113,23 +118,42 @@ def _trio_options() -> tuple[str, ...]:
 
 
 def _check_grace(grace: object) -> float:
-    source = "grace"
-    if grace is None:
-        raw = os.environ.get(GRACE_ENV, "").strip()
+    seconds = _seconds("grace", grace, GRACE_ENV)
+    return DEFAULT_GRACE if seconds is None else seconds
+
+
+def _check_drain(drain: object, grace: float) -> float:
+    seconds = _seconds("drain", drain, DRAIN_ENV)
+    if seconds is None:
+        return grace / 2
+    if seconds > grace:
+        source = "drain" if drain is not None else f"the environment variable {DRAIN_ENV}"
+        raise ValueError(
+            f"{source} must not exceed the grace period ({grace:g} s), got {seconds:g}; "
+            "the drain phase is part of it"
+        )
+    return seconds
+
+
+def _seconds(name: str, value: object, env: str) -> float | None:
+    """Check a duration given as an argument or, if that is None, in ``env``."""
+    source = name
+    if value is None:
+        raw = os.environ.get(env, "").strip()
         if not raw:
-            return DEFAULT_GRACE
-        source = f"the environment variable {GRACE_ENV}"
+            return None
+        source = f"the environment variable {env}"
         try:
-            grace = float(raw)
+            value = float(raw)
         except ValueError:
             raise ValueError(
                 f"{source} must be a finite number of seconds >= 0, got {raw!r}"
             ) from None
-    if isinstance(grace, bool) or not isinstance(grace, (int, float)):
-        raise TypeError(f"{source} must be a finite number of seconds >= 0, got {grace!r}")
-    if not math.isfinite(grace) or grace < 0:
-        raise ValueError(f"{source} must be a finite number of seconds >= 0, got {grace!r}")
-    return float(grace)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{source} must be a finite number of seconds >= 0, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{source} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
 
 
 def _to_signal(name: str, value: object) -> signal.Signals:

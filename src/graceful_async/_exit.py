@@ -3,6 +3,8 @@
 - main returned by itself: run() returns its value.
 - an error escaped main: the user's own exception propagates (status 1, normal traceback).
 - ``sys.exit(n)`` in main's tree: that SystemExit propagates (status n, no traceback).
+- a `worker` failed and was not restarted: SystemExit(1), even if the shutdown had
+  begun for another reason (its traceback is already logged).
 - ``request_shutdown(exit_code=n)``: SystemExit(n).
 - signal N: SystemExit(exit_codes[N]) if mapped, else death by SIGINT for SIGINT, else
   SystemExit(128 + N).
@@ -65,12 +67,17 @@ def _first_leaf(group: BaseExceptionGroup[SystemExit]) -> SystemExit:
     return exc
 
 
-def conclude(outcome: Outcome, trigger: Trigger, exit_codes: dict[signal.Signals, int]) -> Any:
+def conclude(
+    outcome: Outcome, trigger: Trigger, exit_codes: dict[signal.Signals, int], failed: bool
+) -> Any:
     """Return main's value or raise what ends the process with the right status."""
-    # An error from main is a bug report and beats everything else. An explicit
-    # sys.exit() beats the trigger too: the program chose its status.
+    # An error from main is a bug report and beats everything else, and so does a failed
+    # worker (whose error was logged, not raised, so that its siblings could drain). An
+    # explicit sys.exit() beats the trigger too: the program chose its status.
     if outcome.error is not None:
         raise outcome.error
+    if failed:
+        raise SystemExit(1)
     if outcome.system_exit is not None:
         raise outcome.system_exit
     if trigger.kind == "return":
@@ -125,10 +132,14 @@ def remove_quiet_hook() -> None:
         sys.excepthook = sys.excepthook.previous
 
 
-def exit_status(outcome: Outcome, trigger: Trigger, exit_codes: dict[signal.Signals, int]) -> str:
+def exit_status(
+    outcome: Outcome, trigger: Trigger, exit_codes: dict[signal.Signals, int], failed: bool
+) -> str:
     """Describe the status conclude() will produce, for the final log line."""
     if outcome.error is not None:
         return "1 (error)"
+    if failed:
+        return "1 (a worker failed)"
     if outcome.system_exit is not None:
         code = outcome.system_exit.code
         return str(0 if code is None else code if isinstance(code, int) else 1)

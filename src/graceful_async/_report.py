@@ -28,6 +28,15 @@ def build_report(state: ShutdownState, why: str, status: int, list_tasks: TaskLi
         f"  trigger: {trigger}; phase: {phase}; time since shutdown began: {elapsed}",
     ]
 
+    in_flight = len(state.in_flight)
+    if in_flight:
+        lines.append(f"Units of work still in flight: {in_flight}")
+
+    workers = list(state.running_workers.values())
+    if workers:
+        lines.append(f"Workers still running ({len(workers)}):")
+        lines += [f"  {worker}" for worker in sorted(workers)]
+
     hooks = dict(state.running_hooks)
     if hooks:
         lines.append(f"Shutdown hooks still running ({len(hooks)}):")

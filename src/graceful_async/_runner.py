@@ -1,6 +1,6 @@
 """run(): the phases of a service's life, in the order they happen.
 
-    validate -> install handlers -> run main -> (trigger) -> cancel main's tree
+    validate -> install handlers -> run main -> (trigger) -> drain -> cancel main's tree
     -> sweep stray tasks -> hooks -> wait for non-daemon threads -> restore handlers
     -> exit status
 
@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from math import inf
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -52,14 +53,17 @@ def run(
     backend: str = "asyncio",
     backend_options: Mapping[str, Any] | None = None,
     grace: float | None = None,
+    drain: float | None = None,
     signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
     exit_codes: Mapping[int, int] | None = None,
 ) -> T:
     """Run ``main(*args)`` and shut it down gracefully on SIGINT, SIGTERM or request.
 
-    On the first trigger (a signal in ``signals``, `request_shutdown`, ``sys.exit``, or
-    an error escaping main), main's whole task tree is cancelled, every pending
-    ``finally`` runs, then the `on_shutdown` hooks run, last registered first. A second
+    On the first trigger (a signal in ``signals``, `request_shutdown`, ``sys.exit``, a
+    failed `worker`, or an error escaping main), the drain phase lets work marked
+    `in_flight` (and items handed out by `drain`) finish, for up to ``drain`` seconds and
+    not a moment longer than needed. Then main's whole task tree is cancelled, every
+    pending ``finally`` runs, and the `on_shutdown` hooks run, last registered first. A second
     signal cancels everything still running and gives the program 1 s; a third ends it
     at once. Whatever user code does, the process has ended ``grace`` seconds after the
     first trigger: a watchdog outside the event loop writes a report of what was stuck
@@ -73,6 +77,10 @@ def run(
         grace: Seconds from the first trigger until the process has ended. Defaults to
             the ``GRACEFUL_ASYNC_GRACE`` environment variable, else 8.0 (inside
             ``docker stop``'s 10 s).
+        drain: Seconds the work in flight may take to finish once the shutdown has
+            begun, counted within ``grace``. Defaults to the ``GRACEFUL_ASYNC_DRAIN``
+            environment variable, else half the grace period. The drain phase ends as
+            soon as nothing is in flight, so a program that marks nothing never waits.
         signals: The signals that start a graceful shutdown. A SIGINT that the parent
             process left ignored stays ignored.
         exit_codes: Exit status per signal, overriding the default of ``128 + N``; for
@@ -88,7 +96,8 @@ def run(
             the interpreter exits by SIGINT, as the shell expects, without a traceback.
         TypeError: If ``main`` is not an async function, or an argument has the wrong
             type.
-        ValueError: If ``backend``, ``grace``, ``signals`` or ``exit_codes`` is invalid.
+        ValueError: If ``backend``, ``grace``, ``drain``, ``signals`` or ``exit_codes``
+            is invalid, or ``drain`` exceeds ``grace``.
         ModuleNotFoundError: If trio or uvloop is asked for but not installed.
         RuntimeError: If another `run()` is active in this process.
 
@@ -107,12 +116,12 @@ def run(
         graceful_async.run(main)
         ```
     """
-    config = make_config(main, backend, backend_options, grace, signals, exit_codes)
+    config = make_config(main, backend, backend_options, grace, signals, exit_codes, drain)
     remove_quiet_hook()
     dismiss_exit_guards()
     escaped: list[BaseException] = []
     with (
-        active_run(ShutdownState(config.grace)) as state,
+        active_run(ShutdownState(config.grace, config.drain)) as state,
         _hooks.reopened_afterwards(),
         Watchdog(state, config.signals) as watchdog,
         handlers_installed(state, config.signals) as handled,
@@ -133,13 +142,14 @@ def run(
         trigger = state.trigger
         assert trigger is not None
         assert state.started_at is not None
+        failed = bool(state.failed_workers)
         logger.info(
             "shutdown complete in %.3f s; exit status: %s",
             time.monotonic() - state.started_at,
-            exit_status(outcome, trigger, config.exit_codes),
+            exit_status(outcome, trigger, config.exit_codes, failed),
         )
     guard_interpreter_exit(state, config.signals)
-    return conclude(outcome, trigger, config.exit_codes)  # type: ignore[no-any-return]
+    return conclude(outcome, trigger, config.exit_codes, failed)  # type: ignore[no-any-return]
 
 
 async def _supervise(
@@ -149,6 +159,7 @@ async def _supervise(
     call_main: Callable[[], Awaitable[Any]],
 ) -> Outcome:
     watchdog.list_tasks = task_lister(config.backend)
+    state.requested = anyio.Event()
     outcome = Outcome()
     main_scope = anyio.CancelScope()
     relay = _Relay(state, main_scope, config.backend)
@@ -163,6 +174,7 @@ async def _supervise(
             # Everything that escapes main is the program's own outcome, even a
             # cancellation that main caused itself (awaiting a task it cancelled).
             outcome.capture(exc)
+        relay.main_done = True
         state.trigger_shutdown(_trigger_for(outcome))
         relay.apply()
 
@@ -193,7 +205,7 @@ def _trigger_for(outcome: Outcome) -> Trigger:
 def _enter_phase(state: ShutdownState, phase: str, done: str = "") -> None:
     """Move on to ``phase``, logging how long the phase that ends took (and ``done``)."""
     now = time.monotonic()
-    if state.phase in ("cancelling", "hooks"):
+    if state.phase in ("cancelling", "hooks") or (state.phase == "draining" and done):
         detail = f" ({done})" if done else ""
         logger.info("%s phase took %.3f s%s", state.phase, now - state.phase_started, detail)
     state.phase = phase
@@ -209,14 +221,20 @@ class _Relay:
         self._backend = backend
         self._applied_trigger = False
         self._applied_escalation = False
+        self.main_done = False
+        self._drain_began_with = 0
         self.task: object = None
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:
         self.task = current_task_handle(self._backend)
         task_status.started()
-        waker = self._state.loop_waker
+        state = self._state
+        waker = state.loop_waker
         while True:
-            await anyio.wait_readable(waker.reader)
+            # While draining, also wake up at the drain deadline.
+            wake_by = to_loop_clock(state.drain_deadline) if state.phase == "draining" else inf
+            with anyio.CancelScope(deadline=wake_by):
+                await anyio.wait_readable(waker.reader)
             waker.drain()
             self.apply()
 
@@ -226,9 +244,19 @@ class _Relay:
         if trigger is not None and not self._applied_trigger:
             self._applied_trigger = True
             logger.info("%s, shutting down (grace %.1f s)", trigger.headline(), state.grace)
+            assert state.requested is not None
+            state.requested.set()
+            # drain() loops waiting for their next item stop waiting: they take no more.
+            # Until each has woken up it counts as in flight: the source may already
+            # have handed it an item, which must then get its drain time too.
+            for scope in list(state.item_waits):
+                state.in_flight.add(scope)
+                scope.cancel("shutdown requested: no new work")
             if state.phase == "running":
-                _enter_phase(state, "cancelling")
-                self._main_scope.cancel(trigger.describe())
+                self._drain_began_with = len(state.in_flight)
+                _enter_phase(state, "draining")
+        if state.phase == "draining":
+            self._maybe_end_drain(trigger)
         # Pull open cleanup scopes in to the soft deadline at every wake-up, not only the
         # first: another thread may still be setting the deadline when we first see the
         # trigger, and a signal after main returned sets it later.
@@ -240,3 +268,23 @@ class _Relay:
             logger.warning("second signal: cancelling everything still running, exiting within 1 s")
             for scope in list(state.bounded_scopes):
                 scope.cancel("second signal")
+
+    def _maybe_end_drain(self, trigger: Trigger | None) -> None:
+        # The drain phase: the trigger is known, but main's tree keeps running so that the
+        # work in flight can finish. It ends when the last unit is done, at the drain
+        # deadline, on a second signal, or when main ends by itself.
+        state = self._state
+        assert trigger is not None
+        left = len(state.in_flight)
+        if self.main_done:
+            why = "main ended"
+        elif not left:
+            why = "nothing left in flight"
+        elif time.monotonic() >= state.drain_deadline or state.escalated:
+            why = f"{left} unit(s) of work cut off"
+            logger.warning("drain time is up: cancelling %d unit(s) of work in flight", left)
+        else:
+            return
+        # Log the drain phase only if it had something to wait for.
+        _enter_phase(state, "cancelling", why if self._drain_began_with else "")
+        self._main_scope.cancel(trigger.describe())

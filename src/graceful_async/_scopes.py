@@ -1,4 +1,4 @@
-"""cleanup_scope(): a shielded, bounded block for ``finally`` clauses."""
+"""cleanup_scope(), a shielded and bounded block for ``finally`` clauses; in_flight()."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, final
 
 import anyio
 
 from ._log import logger
 from ._shutdown import current_state
+
+if TYPE_CHECKING:
+    from ._shutdown import ShutdownState
 
 
 def check_timeout(timeout: object) -> None:
@@ -97,3 +101,48 @@ def bounded_scope(seconds: float = math.inf) -> Iterator[anyio.CancelScope]:
             yield scope
     finally:
         state.bounded_scopes.discard(scope)
+
+
+@final
+class in_flight:
+    """Mark a unit of work that the drain phase lets finish.
+
+    Once the shutdown begins, main's task tree keeps running until nothing is in flight
+    any more, or until the drain time (``run(drain=...)``) is up; only then is it
+    cancelled. Work still in flight at that point is cancelled like everything else, and
+    its ``finally`` clauses run. Nothing here shields the block: it only counts.
+
+    Use it with ``async with`` in tasks, or with plain ``with`` in threads (for example
+    in a function run by `anyio.to_thread.run_sync`). Outside `graceful_async.run()` it
+    does nothing.
+
+    Example:
+        ```python
+        async def handle(request):
+            async with graceful_async.in_flight():
+                await charge_card(request)
+                await send_receipt(request)
+        ```
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self) -> None:
+        self._state: ShutdownState | None = None
+
+    def __enter__(self) -> None:
+        state = current_state()
+        if state is not None:
+            state.in_flight.add(self)
+            self._state = state
+
+    def __exit__(self, *exc_info: object) -> None:
+        state, self._state = self._state, None
+        if state is not None:
+            state.work_done(self)
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__()

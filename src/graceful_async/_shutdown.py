@@ -19,10 +19,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-if TYPE_CHECKING:
-    from anyio import CancelScope
+import anyio.lowlevel
 
-TriggerKind = Literal["signal", "request", "exit", "error", "return"]
+if TYPE_CHECKING:
+    from anyio import CancelScope, Event
+
+TriggerKind = Literal["signal", "request", "exit", "error", "failure", "return"]
 
 #: How long the program may still take after a second signal, in seconds.
 ESCALATION_TIMEOUT = 1.0
@@ -49,6 +51,8 @@ class Trigger:
             return f"sys.exit({self.reason or ''})"
         if self.kind == "error":
             return f"error in main ({self.reason})"
+        if self.kind == "failure":
+            return str(self.reason)
         return "main returned"
 
     def headline(self) -> str:
@@ -98,13 +102,25 @@ class _Waker:
 class ShutdownState:
     """The state of one active run(). Created by run(), fed by the signal handlers."""
 
-    def __init__(self, grace: float) -> None:
+    def __init__(self, grace: float, drain: float = 0.0) -> None:
         self.grace = grace
+        self.drain = drain
         self.phase = "starting"
         self.phase_started = time.monotonic()
         self.running_hooks: dict[str, float] = {}
         #: Shielded scopes (cleanup scopes and hooks) to clamp and cancel. Loop thread only.
         self.bounded_scopes: set[CancelScope] = set()
+        #: Units of work in flight (in_flight() blocks, items handed out by drain()).
+        #: Changed from any thread with set.add()/discard(), single C calls.
+        self.in_flight: set[object] = set()
+        #: Cancel scopes of drain() loops waiting for their next item. Loop thread only.
+        self.item_waits: set[CancelScope] = set()
+        #: Set by the loop once it has seen the trigger; wait_shutdown_requested() waits on it.
+        self.requested: Event | None = None
+        #: Workers whose failure was not restarted: any makes the exit status 1.
+        self.failed_workers: list[str] = []
+        #: The workers running now, by a token of their own, for the stuck report.
+        self.running_workers: dict[object, str] = {}
         self.loop_thread = threading.get_ident()
         self.loop_waker = _Waker()
         self.watchdog_waker = _Waker()
@@ -144,6 +160,17 @@ class ShutdownState:
             self.escalate()
         else:
             self.watchdog_waker.poke(b"k")
+
+    def work_done(self, unit: object) -> None:
+        """Take ``unit`` off the in-flight set; the last one out ends the drain phase."""
+        self.in_flight.discard(unit)
+        if not self.in_flight and self.phase == "draining":
+            self.loop_waker.poke()
+
+    def worker_failed(self, description: str) -> None:
+        """A worker gave up: exit status 1, and the shutdown starts if it had not."""
+        self.failed_workers.append(description)
+        self.trigger_shutdown(Trigger("failure", reason=description, exit_code=1))
 
     def escalate(self) -> None:
         self._escalated_at = time.monotonic()
@@ -194,6 +221,14 @@ class ShutdownState:
         if self._escalated_at is not None:
             soft = min(soft, self._escalated_at)
         return soft
+
+    @property
+    def drain_deadline(self) -> float:
+        """When the drain phase ends at the latest (time.monotonic())."""
+        trigger = self.trigger
+        if trigger is None:
+            return math.inf
+        return min(trigger.at + self.drain, self.soft_deadline)
 
     def time_left(self) -> float:
         """Seconds of cooperative time left; ``math.inf`` before any trigger."""
@@ -284,6 +319,74 @@ def shutdown_requested() -> bool:
     """
     state = _active
     return state is not None and state.trigger is not None
+
+
+def shutdown_reason() -> str | None:
+    """Say what started the shutdown, in a few words; None before it has begun.
+
+    Works from any task and any thread.
+
+    Returns:
+        ``"SIGTERM"``, ``"shutdown requested (deploy)"``, ``"sys.exit(3)"``,
+        ``"error in main (...)"``, ``"worker 'consume' failed: ..."`` or ``"main
+        returned"``; None before the shutdown and outside `graceful_async.run()`.
+    """
+    state = _active
+    trigger = None if state is None else state.trigger
+    return None if trigger is None else trigger.describe()
+
+
+def time_left() -> float:
+    """Seconds left in the grace period for cooperative work.
+
+    Works from any task and any thread. It counts down to a little before the hard
+    deadline (the slice the process keeps for its own exit), and is 0 after a second
+    signal.
+
+    Returns:
+        The seconds left, or ``math.inf`` before the shutdown and outside
+        `graceful_async.run()`.
+
+    Example:
+        ```python
+        await graceful_async.wait_shutdown_requested()
+        with anyio.move_on_after(graceful_async.time_left() - 1):
+            await flush_everything()
+        ```
+    """
+    state = _active
+    return math.inf if state is None else state.time_left()
+
+
+async def wait_shutdown_requested() -> None:
+    """Wait until the shutdown has begun; return at once if it already has.
+
+    The drain phase starts at the same moment, so a task that waits here still has
+    the drain time to wind down before it is cancelled.
+
+    Raises:
+        RuntimeError: Outside `graceful_async.run()`, or from an event loop other
+            than run()'s own (another thread's).
+
+    Example:
+        ```python
+        async def announce_leaving(peers):
+            await graceful_async.wait_shutdown_requested()
+            await peers.broadcast("leaving")
+        ```
+    """
+    state = _active
+    if state is None or state.loop_thread != threading.get_ident():
+        raise RuntimeError(
+            "wait_shutdown_requested() needs an active graceful_async.run() and must be "
+            "awaited on its event loop; other threads can poll shutdown_requested()"
+        )
+    if state.trigger is None and state.requested is not None:
+        # The loop sets the event when it applies the trigger, which happens after any
+        # trigger set between the check above and this wait.
+        await state.requested.wait()
+    else:
+        await anyio.lowlevel.checkpoint()
 
 
 def check_exit_code(name: str, value: object) -> int:
