@@ -1,0 +1,180 @@
+"""python -m graceful_async package.module:main: run a service's entry point from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._config import DRAIN_ENV, GRACE_ENV, is_async_callable, make_config
+from ._runner import run
+
+BACKEND_ENV = "GRACEFUL_ASYNC_BACKEND"
+UVLOOP_ENV = "GRACEFUL_ASYNC_UVLOOP"
+LOG_LEVEL_ENV = "GRACEFUL_ASYNC_LOG_LEVEL"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+DESCRIPTION = """\
+Run an async function with graceful shutdown: SIGTERM and Ctrl+C let the work in
+flight finish (the drain phase), then cancel the rest, run every finally clause and
+shutdown hook, and exit within the grace period with a status that tells the truth.
+"""
+
+EPILOG = f"""\
+Each option may also be set in the environment; a flag given here wins.
+  {GRACE_ENV}      --grace
+  {DRAIN_ENV}      --drain
+  {BACKEND_ENV}    --backend
+  {UVLOOP_ENV}     --uvloop (1, true or yes)
+  {LOG_LEVEL_ENV}  --log-level
+
+Exit status: what the program chose (sys.exit or request_shutdown), 128+N after
+signal N, death by SIGINT after Ctrl+C, 1 on an error, 124 if the grace period ran out,
+2 for bad usage (including a target that cannot be imported).
+"""
+
+
+class UsageError(Exception):
+    """Raised when the command line or the environment asks for something impossible."""
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "graceful-async") -> int:
+    """The ``graceful-async`` command. Returns 2 on bad usage; otherwise run() decides.
+
+    Args:
+        argv: The arguments, without the program name; defaults to ``sys.argv[1:]``.
+        prog: The name shown in help and errors.
+    """
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        options = _resolve(args)
+        target = _load(args.target)
+        _check(target, options["run"])
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=options["log_level"], format=LOG_FORMAT, stream=sys.stderr)
+    run(target, **options["run"])
+    return 0
+
+
+def run_console_script() -> None:
+    """The entry point of the ``graceful-async`` console script."""
+    sys.exit(main())
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "target",
+        metavar="MODULE:FUNCTION",
+        help="the async function to run, such as myservice.app:main "
+        "(the current directory is importable)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=_seconds,
+        metavar="S",
+        help="seconds from the first signal until the process has ended (default 8)",
+    )
+    parser.add_argument(
+        "--drain",
+        type=_seconds,
+        metavar="S",
+        help="seconds the work in flight may take to finish, within the grace period "
+        "(default: half of it)",
+    )
+    parser.add_argument(
+        "--backend", choices=("asyncio", "trio"), help="the event loop (default asyncio)"
+    )
+    parser.add_argument("--uvloop", action="store_true", default=None, help="run asyncio on uvloop")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help=f"one of {', '.join(LOG_LEVELS)} (default INFO)",
+    )
+    return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    return value  # run() checks the range and names the option
+
+
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    """Combine the flags with the environment; the flags win."""
+    backend = args.backend or os.environ.get(BACKEND_ENV, "").strip() or "asyncio"
+    if backend not in ("asyncio", "trio"):
+        raise UsageError(f"{BACKEND_ENV} must be 'asyncio' or 'trio', got {backend!r}")
+    uvloop = args.uvloop
+    if uvloop is None:
+        raw = os.environ.get(UVLOOP_ENV, "").strip().lower()
+        if raw not in ("", "0", "1", "true", "false", "yes", "no"):
+            raise UsageError(f"{UVLOOP_ENV} must be 1, true, yes, 0, false or no, got {raw!r}")
+        uvloop = raw in ("1", "true", "yes")
+    if uvloop and backend != "asyncio":
+        raise UsageError("--uvloop needs the asyncio backend")
+    level = args.log_level or os.environ.get(LOG_LEVEL_ENV, "").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise UsageError(f"{LOG_LEVEL_ENV} must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    run_options = {
+        "backend": backend,
+        "backend_options": {"use_uvloop": True} if uvloop else None,
+        "grace": args.grace,
+        "drain": args.drain,
+    }
+    return {"run": run_options, "log_level": level}
+
+
+def _check(target: Callable[[], Any], run_options: dict[str, Any]) -> None:
+    """Make the checks run() makes, so that a bad value is a usage error."""
+    try:
+        make_config(target, **run_options, signals=(), exit_codes=None)
+    except (TypeError, ValueError, ModuleNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _load(target: str) -> Callable[[], Any]:
+    """Import ``module:attr.path`` and check it is an async function.
+
+    A target that is not there is a usage error. A module that is there but fails while
+    importing is a bug in it: that error propagates with its traceback.
+    """
+    module_name, colon, attr_path = target.partition(":")
+    if not colon or not module_name or not attr_path:
+        raise UsageError(f"the target must look like package.module:function, got {target!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` would; the console script does not
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise UsageError(
+                f"cannot import {module_name!r}: no module named {missing!r}"
+            ) from None
+        raise
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(f"{module_name!r} has no attribute {attr_path!r}") from None
+    if not is_async_callable(obj):
+        raise UsageError(f"{target} must be an async function (async def), got {obj!r}")
+    return obj  # type: ignore[no-any-return]
