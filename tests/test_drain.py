@@ -229,6 +229,20 @@ def test_in_flight_counts_in_threads(backend: Backend) -> None:
     assert order == ["still draining", "thread job done", "main cancelled"]
 
 
+def test_one_in_flight_object_per_block(backend: Backend) -> None:
+    """Entering the same in_flight() object twice at once is refused."""
+
+    async def main() -> str:
+        unit = graceful_async.in_flight()
+        async with unit:
+            with pytest.raises(RuntimeError, match="already entered"):
+                await unit.__aenter__()
+        async with unit:  # once it is left, it may be used again
+            return "ok"
+
+    assert backend.run(main) == "ok"
+
+
 def test_in_flight_outside_run_does_nothing() -> None:
     """Outside run(), in_flight() is an empty context manager, sync and async."""
 

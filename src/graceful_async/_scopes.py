@@ -131,6 +131,8 @@ class in_flight:
         self._state: ShutdownState | None = None
 
     def __enter__(self) -> None:
+        if self._state is not None:
+            raise RuntimeError("this in_flight() is already entered; use one per block")
         state = current_state()
         if state is not None:
             state.in_flight.add(self)
