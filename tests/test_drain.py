@@ -170,6 +170,7 @@ def test_second_signal_ends_the_drain(tmp_path: Path, backend: Backend) -> None:
                 finally:
                     print("job cancelled", graceful_async.shutdown_requested())
 
+    logging.basicConfig(level=logging.INFO)
     start(main, drain=50, grace=60)
     """
     child = Child.start(write_program(tmp_path, body), backend)
@@ -180,6 +181,7 @@ def test_second_signal_ends_the_drain(tmp_path: Path, backend: Backend) -> None:
     result = child.finish()
     assert result.returncode == 128 + signal.SIGTERM
     assert result.lines[1:] == ["DRAINING", "job cancelled True"]
+    assert "drain time is up" not in result.stderr  # the second signal cut it, not time
 
 
 def test_stuck_work_in_flight_is_reported(tmp_path: Path, backend: Backend) -> None:
@@ -388,6 +390,126 @@ def test_breaking_out_releases_the_item(backend: Backend) -> None:
     assert order == ["cancelled"]
 
 
+def test_one_drain_shared_by_several_tasks(backend: Backend) -> None:
+    """Consumers sharing one drain(): each one's item in hand is its own, and finishes."""
+    finished: list[int] = []
+
+    async def main() -> None:
+        send, receive = anyio.create_memory_object_stream[int](10)
+        with send, receive:
+            for i in range(10):
+                send.send_nowait(i)
+            jobs = graceful_async.drain(receive)
+
+            async def consumer(seconds: float) -> None:
+                async for job in jobs:
+                    if job == 2:
+                        graceful_async.request_shutdown()
+                    await anyio.sleep(seconds)
+                    finished.append(job)
+
+            async with anyio.create_task_group() as tg:
+                for seconds in (0.05, 0.1, 0.15):
+                    tg.start_soon(consumer, seconds)
+
+    with pytest.raises(SystemExit):
+        backend.run(main, grace=30, drain=20)
+    assert sorted(finished) == [0, 1, 2]
+
+
+def test_aclose_releases_the_item_and_closes_the_source(backend: Backend) -> None:
+    """aclose(): the item in hand stops counting, and a generator's cleanup runs now."""
+    order: list[str] = []
+
+    async def numbers() -> AsyncGenerator[int]:
+        try:
+            yield 1
+            yield 2  # pragma: no cover - the loop stops at the first
+        finally:
+            order.append("generator closed")
+
+    async def main() -> None:
+        async with aclosing(graceful_async.drain(numbers())) as items:
+            async for _ in items:
+                break
+            order.append("loop left")
+        graceful_async.request_shutdown()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            order.append("cancelled")
+
+    with pytest.raises(SystemExit):
+        backend.run(main, grace=120, drain=60)
+    assert order == ["loop left", "generator closed", "cancelled"]
+
+
+def test_drain_on_another_threads_loop_is_a_pass_through(backend: Backend) -> None:
+    """A drain() on an event loop in another thread is not run()'s business."""
+
+    def other_loop() -> list[int]:
+        async def consume() -> list[int]:
+            send, receive = anyio.create_memory_object_stream[int]()
+
+            async def produce() -> None:
+                async with send:
+                    for i in range(3):
+                        await send.send(i)
+
+            with receive:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(produce)
+                    items = [item async for item in graceful_async.drain(receive)]
+            return items
+
+        return anyio.run(consume, backend=backend.name, backend_options=backend.options)
+
+    async def main() -> list[int]:
+        return await anyio.to_thread.run_sync(other_loop)
+
+    assert backend.run(main) == [0, 1, 2]
+
+
+def test_loop_ends_normally_when_drain_is_zero(backend: Backend) -> None:
+    """drain=0 cancels at once, yet the drain() loop itself still ends normally."""
+    order: list[str] = []
+
+    async def main() -> None:
+        send, receive = anyio.create_memory_object_stream[int](5)
+        with send, receive:
+            for i in range(5):
+                send.send_nowait(i)
+            async for item in graceful_async.drain(receive):
+                order.append(f"item {item}")
+                graceful_async.request_shutdown()
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+            order.append("loop ended normally")
+            await anyio.sleep_forever()
+
+    with pytest.raises(SystemExit):
+        backend.run(main, drain=0)
+    assert order == ["item 0", "loop ended normally"]
+
+
+def test_a_cancel_during_the_fast_path_propagates(backend: Backend) -> None:
+    """A cancellation that is not the shutdown's goes through drain() unchanged."""
+    seen: list[str] = []
+
+    async def main() -> None:
+        send, receive = anyio.create_memory_object_stream[int](5)
+        with send, receive:
+            send.send_nowait(1)
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                async for _ in graceful_async.drain(receive):
+                    seen.append("item")  # pragma: no cover - cancelled first
+            seen.append(f"cancelled: {scope.cancelled_caught}")
+            seen.append(f"still queued: {receive.receive_nowait()}")
+
+    backend.run(main)
+    assert seen == ["cancelled: True", "still queued: 1"]
+
+
 def test_drain_outside_run_passes_everything_through() -> None:
     """Outside run(), drain() is a plain pass-through, for streams and other iterables."""
 
@@ -478,6 +600,7 @@ async def main(record):
             if random.random() < 0.5:
                 await anyio.sleep(random.random() / 500)
             record["handled"].append(item)
+        record["ended normally"] = True
 
     try:
         async with anyio.create_task_group() as tg:
@@ -504,16 +627,21 @@ for _ in range(ROUNDS):
     seen = taken + left
     lost = set(sent) - set(seen)
     phantom = set(seen) - set(range(record["tried"] + 1))
-    if lost or phantom or len(set(seen)) != len(seen) or record["handled"] != taken:
+    ended = record.get("ended normally", False)
+    if lost or phantom or len(set(seen)) != len(seen) or record["handled"] != taken or not ended:
         bad += 1
-        print("BAD", lost, phantom, len(seen) - len(set(seen)), taken[-3:], record["handled"][-3:])
+        print("BAD", lost, phantom, len(seen) - len(set(seen)), taken[-3:], record["handled"][-3:],
+              ended)
 print("rounds", ROUNDS, "bad", bad)
 """
 
 
 @pytest.mark.parametrize("buffer", [0, 4])
 def test_drain_loses_no_item_under_a_signal(tmp_path: Path, backend: Backend, buffer: int) -> None:
-    """Many runs, SIGTERM at a random moment: every item sent is handled or still queued."""
+    """Many runs, SIGTERM at a random moment: every item sent is handled or still queued.
+
+    Every item taken is handled to the end, and the loop always ends normally.
+    """
     rounds = int(os.environ.get("GA_NO_LOSS_ROUNDS", "40"))
     child = Child.start(write_program(tmp_path, NO_LOSS), backend, str(buffer), str(rounds))
     result = child.finish(timeout=WAIT * 3)

@@ -150,13 +150,18 @@ async def wait_for_tasks(tasks: list[Any]) -> None:
 
 
 def current_task_handle(backend: str) -> object:
+    return task_getter(backend)()
+
+
+def task_getter(backend: str) -> Callable[[], object]:
+    """The backend's own, fast way to get the current task (for per-task bookkeeping)."""
     if backend == "trio":
         import trio
 
-        return trio.lowlevel.current_task()
+        return trio.lowlevel.current_task
     import asyncio
 
-    return asyncio.current_task()
+    return asyncio.current_task
 
 
 ASYNCIO_OPTIONS = ("debug", "loop_factory", "use_uvloop")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import TypeVar
+from typing import TypeVar, final
 
 import anyio
 import anyio.lowlevel
@@ -14,7 +15,14 @@ from ._shutdown import ShutdownState, current_state
 T = TypeVar("T")
 
 
-def drain(source: AsyncIterable[T]) -> AsyncIterator[T]:
+class _Unit:
+    """The in-flight token of one item handed out."""
+
+    __slots__ = ()
+
+
+@final
+class drain(AsyncIterator[T]):  # lower case: used like a function, as in_flight is
     """Iterate over ``source`` until it ends or the shutdown begins, losing no item.
 
     Each item counts as in flight (see `in_flight`) from the moment it is handed out
@@ -27,16 +35,16 @@ def drain(source: AsyncIterable[T]) -> AsyncIterator[T]:
     ``asyncio.Queue.get`` and trio's channels. An async generator that is waiting on
     something when the shutdown begins is cancelled there, like any other task.
 
-    If the loop body breaks out or raises, the item in hand stops counting when the
-    iterator is dropped, which CPython does as the loop ends.
+    Several tasks may share one ``drain()``; each task's item in hand is its own. If a
+    loop body breaks out or raises, its item stops counting when the iterator is
+    dropped (CPython drops it as the loop ends) or closed with `aclose`. Anyio memory
+    object streams take a fast path; other sources cost a cancel scope per item (see
+    the benchmarks).
 
     Outside `graceful_async.run()` this is a plain pass-through.
 
     Args:
         source: An async iterable, such as an anyio `MemoryObjectReceiveStream`.
-
-    Returns:
-        An async iterator over the items of ``source``.
 
     Raises:
         TypeError: If ``source`` is not an async iterable.
@@ -47,50 +55,58 @@ def drain(source: AsyncIterable[T]) -> AsyncIterator[T]:
             await handle(job)  # finishes even if SIGTERM arrives meanwhile
         ```
     """
-    if not isinstance(source, AsyncIterable):
-        raise TypeError(
-            f"source must be an async iterable (such as an anyio memory object receive "
-            f"stream), got {source!r}"
-        )
-    return _Drain(source)
 
-
-class _Unit:
-    """The in-flight token of one drain() loop: at most one item in hand at a time."""
-
-    __slots__ = ()
-
-
-class _Drain(AsyncIterator[T]):
     # A class with __anext__ rather than an async generator: a generator must not yield
     # inside a cancel scope, and the wait for the next item needs one. The per-item cost
     # matters (it is benchmarked), so the common case takes no cancel scope at all.
+    #
+    # Several tasks may share one iterator (anyio streams allow concurrent receivers),
+    # so the item in hand is tracked per task: a task asking for its next item releases
+    # its own previous one, never another task's.
 
     def __init__(self, source: AsyncIterable[T]) -> None:
+        if not isinstance(source, AsyncIterable):
+            raise TypeError(
+                f"source must be an async iterable (such as an anyio memory object "
+                f"receive stream), got {source!r}"
+            )
+        self._source = source
         self._stream: MemoryObjectReceiveStream[T] | None = None
         self._iterator: AsyncIterator[T] | None = None
         if isinstance(source, MemoryObjectReceiveStream):
             self._stream = source
         else:
             self._iterator = aiter(source)
-        self._unit = _Unit()
-        self._holder: ShutdownState | None = None
+        self._state: ShutdownState | None = None  # the run the held items count in
+        self._held: dict[object, _Unit] = {}  # task -> the unit of the item it holds
 
-    def __aiter__(self) -> _Drain[T]:
+    def __aiter__(self) -> drain[T]:
         return self
 
     async def __anext__(self) -> T:
-        self._release()
         state = current_state()
+        if state is not None and state.loop_thread != threading.get_ident():
+            state = None  # an event loop in another thread: not the one run() shuts down
+        task = None if state is None else state.current_task()
+        stream = self._stream
+        if stream is not None:
+            # Keep the previous item counted across this checkpoint: if the drain phase
+            # ended while we wait here, main's tree would be cancelled under us.
+            try:
+                await anyio.lowlevel.checkpoint()
+            except anyio.get_cancelled_exc_class():
+                self._release(task)
+                if state is None or state.trigger is None:
+                    raise
+                # Level-triggered: the tree's cancellation hits the next await anyway;
+                # the loop itself ends normally, as it does on every other path.
+                raise StopAsyncIteration from None
+        self._release(task)
         if state is not None and state.trigger is not None:
             raise StopAsyncIteration
-        stream = self._stream
         if stream is not None:
             # The fast path: an item already buffered is taken with no await between
             # taking it and handing it out, so it cannot be lost to a cancellation.
-            await anyio.lowlevel.checkpoint()
-            if state is not None and state.trigger is not None:
-                raise StopAsyncIteration
             try:
                 item = stream.receive_nowait()
             except anyio.WouldBlock:
@@ -98,10 +114,10 @@ class _Drain(AsyncIterator[T]):
             except anyio.EndOfStream:
                 raise StopAsyncIteration from None
             else:
-                return self._hand_out(state, item)
-        return await self._wait_for_item(state)
+                return self._hand_out(state, task, item)
+        return await self._wait_for_item(state, task)
 
-    async def _wait_for_item(self, state: ShutdownState | None) -> T:
+    async def _wait_for_item(self, state: ShutdownState | None, task: object) -> T:
         if state is None:
             return await self._next()
         scope = anyio.CancelScope()
@@ -115,7 +131,7 @@ class _Drain(AsyncIterator[T]):
             with scope:
                 # If the source hands out an item even though the scope was cancelled
                 # meanwhile, the item is ours: it is handed out, never dropped.
-                return self._hand_out(state, await self._next())
+                return self._hand_out(state, task, await self._next())
         except anyio.get_cancelled_exc_class():
             if not scope.cancel_called:
                 raise
@@ -137,16 +153,38 @@ class _Drain(AsyncIterator[T]):
         assert self._iterator is not None
         return await anext(self._iterator)
 
-    def _hand_out(self, state: ShutdownState | None, item: T) -> T:
+    def _hand_out(self, state: ShutdownState | None, task: object, item: T) -> T:
         if state is not None:
-            state.in_flight.add(self._unit)
-            self._holder = state
+            unit = _Unit()
+            state.in_flight.add(unit)
+            self._held[task] = unit
+            self._state = state
         return item
 
-    def _release(self) -> None:
-        state, self._holder = self._holder, None
-        if state is not None:
-            state.work_done(self._unit)
+    def _release(self, task: object) -> None:
+        unit = self._held.pop(task, None)
+        if unit is not None and self._state is not None:
+            self._state.work_done(unit)
+
+    def _release_all(self) -> None:
+        state, held = self._state, self._held
+        while held:
+            _, unit = held.popitem()
+            if state is not None:
+                state.work_done(unit)
+
+    async def aclose(self) -> None:
+        """Stop counting the items in hand as in flight, and close the source.
+
+        Use it (through `contextlib.aclosing`) when the source is an async generator
+        whose cleanup must run now, not whenever it is garbage collected.
+        """
+        self._release_all()
+        close = getattr(self._source, "aclose", None)
+        if close is not None:
+            await close()
 
     def __del__(self) -> None:
-        self._release()
+        # __init__ may have failed before _held existed.
+        if hasattr(self, "_held"):
+            self._release_all()
