@@ -35,3 +35,11 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]
     """Capture graceful_async's log records at INFO."""
     with caplog.at_level(logging.INFO, logger="graceful_async"):
         yield caplog
+
+
+@pytest.fixture(autouse=True)
+def _no_earlier_run() -> None:
+    """Each test starts as if no run() had ended in this process before it."""
+    from graceful_async import _shutdown
+
+    _shutdown._ended = None

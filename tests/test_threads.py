@@ -5,9 +5,13 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
+import pytest
+
 import graceful_async
 
-from .helpers import Backend, run_program
+from .helpers import Backend, Child, run_program, write_program
 
 
 def test_thread_loop_stops_cooperatively(tmp_path: Path, backend: Backend) -> None:
@@ -82,3 +86,51 @@ def test_thread_ignoring_the_shutdown_is_cut_at_the_deadline(
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS
     assert "shutdown did not finish within the grace period (0.5 s)" in result.stderr
     assert "in never_checks" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["signal", "return"])
+def test_threads_still_see_the_shutdown_after_run_returns(
+    tmp_path: Path, backend: Backend, how: str
+) -> None:
+    """A non-daemon thread polling shutdown_requested() stops, even after run() returned."""
+    body = """
+    def poll_loop():
+        while not graceful_async.shutdown_requested():
+            time.sleep(0.01)
+        print("thread saw:", graceful_async.shutdown_reason(), flush=True)
+
+    async def main():
+        threading.Thread(target=poll_loop).start()  # not joined: outlives run()
+        say("READY")
+        if sys.argv[1] == "signal":
+            await anyio.sleep_forever()
+
+    start(main)
+    print("run returned", flush=True)
+    """
+    child = Child.start(write_program(tmp_path, body), backend, how)
+    child.wait_for("READY")
+    if how == "signal":
+        child.send(signal.SIGTERM)
+    result = child.finish()
+    expected = {"signal": "SIGTERM", "return": "main returned"}[how]
+    assert f"thread saw: {expected}" in result.lines
+    assert result.returncode == (128 + signal.SIGTERM if how == "signal" else 0)
+
+
+def test_the_next_run_starts_afresh(backend: Backend) -> None:
+    """The state a finished run leaves for the interpreter's exit ends when run() starts."""
+
+    async def quick() -> None:
+        await anyio.lowlevel.checkpoint()
+
+    backend.run(quick)
+    assert graceful_async.shutdown_requested()
+    assert graceful_async.shutdown_reason() == "main returned"
+    seen: list[object] = []
+
+    async def look() -> None:
+        seen.extend([graceful_async.shutdown_requested(), graceful_async.shutdown_reason()])
+
+    backend.run(look)
+    assert seen == [False, None]

@@ -24,6 +24,7 @@ from ._backends import (
     cancel_stray_tasks,
     current_task_handle,
     run_on_backend,
+    task_getter,
     task_lister,
     wait_for_tasks,
 )
@@ -60,10 +61,13 @@ def run(
     """Run ``main(*args)`` and shut it down gracefully on SIGINT, SIGTERM or request.
 
     On the first trigger (a signal in ``signals``, `request_shutdown`, ``sys.exit``, a
-    failed `worker`, or an error escaping main), the drain phase lets work marked
-    `in_flight` (and items handed out by `drain`) finish, for up to ``drain`` seconds and
-    not a moment longer than needed. Then main's whole task tree is cancelled, every
-    pending ``finally`` runs, and the `on_shutdown` hooks run, last registered first. A second
+    failed `worker`, or an error escaping main), main's whole task tree is cancelled,
+    every pending ``finally`` runs, and the `on_shutdown` hooks run, last registered
+    first. For a signal, `request_shutdown` and a failed `worker`, a drain phase comes
+    first: work marked `in_flight` (and items handed out by `drain`) may finish, for up
+    to ``drain`` seconds and not a moment longer than needed. (``sys.exit`` and errors
+    cancel their task group's other tasks at once, as anyio does; use
+    ``request_shutdown(exit_code=...)`` to stop with a status and still drain.) A second
     signal cancels everything still running and gives the program 1 s; a third ends it
     at once. Whatever user code does, the process has ended ``grace`` seconds after the
     first trigger: a watchdog outside the event loop writes a report of what was stuck
@@ -78,9 +82,10 @@ def run(
             the ``GRACEFUL_ASYNC_GRACE`` environment variable, else 8.0 (inside
             ``docker stop``'s 10 s).
         drain: Seconds the work in flight may take to finish once the shutdown has
-            begun, counted within ``grace``. Defaults to the ``GRACEFUL_ASYNC_DRAIN``
-            environment variable, else half the grace period. The drain phase ends as
-            soon as nothing is in flight, so a program that marks nothing never waits.
+            begun, counted within (and shorter than) ``grace``. Defaults to the
+            ``GRACEFUL_ASYNC_DRAIN`` environment variable, else half the grace period.
+            The drain phase ends as soon as nothing is in flight, so a program that
+            marks nothing never waits.
         signals: The signals that start a graceful shutdown. A SIGINT that the parent
             process left ignored stays ignored.
         exit_codes: Exit status per signal, overriding the default of ``128 + N``; for
@@ -97,7 +102,7 @@ def run(
         TypeError: If ``main`` is not an async function, or an argument has the wrong
             type.
         ValueError: If ``backend``, ``grace``, ``drain``, ``signals`` or ``exit_codes``
-            is invalid, or ``drain`` exceeds ``grace``.
+            is invalid, or ``drain`` is not shorter than ``grace``.
         ModuleNotFoundError: If trio or uvloop is asked for but not installed.
         RuntimeError: If another `run()` is active in this process.
 
@@ -159,6 +164,7 @@ async def _supervise(
     call_main: Callable[[], Awaitable[Any]],
 ) -> Outcome:
     watchdog.list_tasks = task_lister(config.backend)
+    state.current_task = task_getter(config.backend)
     state.requested = anyio.Event()
     outcome = Outcome()
     main_scope = anyio.CancelScope()
@@ -280,7 +286,9 @@ class _Relay:
             why = "main ended"
         elif not left:
             why = "nothing left in flight"
-        elif time.monotonic() >= state.drain_deadline or state.escalated:
+        elif state.escalated:  # the escalation itself is logged by the caller
+            why = f"{left} unit(s) of work cut off by a second signal"
+        elif time.monotonic() >= state.drain_deadline:
             why = f"{left} unit(s) of work cut off"
             logger.warning("drain time is up: cancelling %d unit(s) of work in flight", left)
         else:

@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -115,6 +115,8 @@ class ShutdownState:
         self.in_flight: set[object] = set()
         #: Cancel scopes of drain() loops waiting for their next item. Loop thread only.
         self.item_waits: set[CancelScope] = set()
+        #: The backend's current-task function, for drain()'s per-task bookkeeping.
+        self.current_task: Callable[[], object] = lambda: None
         #: Set by the loop once it has seen the trigger; wait_shutdown_requested() waits on it.
         self.requested: Event | None = None
         #: Workers whose failure was not restarted: any makes the exit status 1.
@@ -248,6 +250,9 @@ def exit_reserve(grace: float) -> float:
 # lock (a single attribute read) by request_shutdown(), the signal handlers and the scopes.
 _active: ShutdownState | None = None
 _active_lock = threading.Lock()
+# The last run that ended, until the next one begins. After run() returns, the
+# interpreter still waits for non-daemon threads, which must go on seeing the shutdown.
+_ended: ShutdownState | None = None
 
 
 def current_state() -> ShutdownState | None:
@@ -257,7 +262,7 @@ def current_state() -> ShutdownState | None:
 @contextmanager
 def active_run(state: ShutdownState) -> Iterator[ShutdownState]:
     """Make ``state`` the process's one active run for the duration of the block."""
-    global _active  # noqa: PLW0603
+    global _active, _ended  # noqa: PLW0603
     with _active_lock:
         if _active is not None:
             state.close()
@@ -267,12 +272,20 @@ def active_run(state: ShutdownState) -> Iterator[ShutdownState]:
                 "may be active at a time"
             )
         _active = state
+        _ended = None
     try:
         yield state
     finally:
         with _active_lock:
             _active = None
+            _ended = state
         state.close()
+
+
+def _observed() -> ShutdownState | None:
+    """The run that the shutdown queries describe: the active one, else the last one."""
+    state = _active
+    return state if state is not None else _ended
 
 
 def request_shutdown(reason: str | None = None, *, exit_code: int = 0) -> None:
@@ -311,27 +324,30 @@ def request_shutdown(reason: str | None = None, *, exit_code: int = 0) -> None:
 def shutdown_requested() -> bool:
     """Tell whether the running program has begun to shut down.
 
-    Works from any task and any thread. Outside `graceful_async.run()` it returns False.
+    Works from any task and any thread. Before any `graceful_async.run()` it returns
+    False. Once run() has returned it stays True until the next run() begins, so that
+    threads the interpreter still waits for at exit see that the program is ending.
 
     Returns:
         True once a signal, `request_shutdown`, ``sys.exit``, an error or main's return
         has started the shutdown.
     """
-    state = _active
+    state = _observed()
     return state is not None and state.trigger is not None
 
 
 def shutdown_reason() -> str | None:
     """Say what started the shutdown, in a few words; None before it has begun.
 
-    Works from any task and any thread.
+    Works from any task and any thread, and after run() has returned (like
+    `shutdown_requested`).
 
     Returns:
         ``"SIGTERM"``, ``"shutdown requested (deploy)"``, ``"sys.exit(3)"``,
         ``"error in main (...)"``, ``"worker 'consume' failed: ..."`` or ``"main
-        returned"``; None before the shutdown and outside `graceful_async.run()`.
+        returned"``; None before the shutdown, and before any `graceful_async.run()`.
     """
-    state = _active
+    state = _observed()
     trigger = None if state is None else state.trigger
     return None if trigger is None else trigger.describe()
 
@@ -339,12 +355,14 @@ def shutdown_reason() -> str | None:
 def time_left() -> float:
     """Seconds left in the grace period for cooperative work.
 
-    Works from any task and any thread. It counts down to a little before the hard
-    deadline (the slice the process keeps for its own exit), and is 0 after a second
-    signal.
+    Works from any task and any thread, and after run() has returned (like
+    `shutdown_requested`). It counts down to a little before the hard deadline (the
+    slice the process keeps for its own exit), and is 0 after a second signal. It is the
+    whole grace period, not the drain phase: work in flight is cancelled at the drain
+    deadline, which comes earlier.
 
     Returns:
-        The seconds left, or ``math.inf`` before the shutdown and outside
+        The seconds left, or ``math.inf`` before the shutdown, and before any
         `graceful_async.run()`.
 
     Example:
@@ -354,7 +372,7 @@ def time_left() -> float:
             await flush_everything()
         ```
     """
-    state = _active
+    state = _observed()
     return math.inf if state is None else state.time_left()
 
 
