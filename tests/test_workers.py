@@ -128,6 +128,23 @@ def test_backoff_doubles_with_jitter_up_to_the_cap(
         assert ceiling / 2 - 0.005 <= delay <= ceiling + 0.005
 
 
+def test_unlimited_restarts_keep_a_capped_backoff() -> None:
+    """max_restarts=None: thousands of restarts in the window; the wait stays capped."""
+    calls: list[int] = []
+
+    @graceful_async.worker(
+        restart="on-failure", max_restarts=None, window=3600, backoff=1e-9, max_backoff=1e-9
+    )
+    async def flaky() -> int:
+        calls.append(1)
+        await anyio.lowlevel.checkpoint()
+        if len(calls) <= 1100:  # past 2**1024, which no float can hold
+            raise ValueError("again")
+        return len(calls)
+
+    assert anyio.run(flaky) == 1101
+
+
 def test_too_many_restarts_give_up(backend: Backend, logs: pytest.LogCaptureFixture) -> None:
     """More than max_restarts within the window: the traceback is logged, status 1."""
     calls: list[int] = []

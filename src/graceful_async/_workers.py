@@ -241,7 +241,8 @@ class _Supervisor:
             if exc is None:
                 exc = RuntimeError(f"worker {self.name!r} keeps returning; restart='always'")
             return self._give_up(exc, state, why)
-        ceiling = min(policy.max_backoff, policy.backoff * 2 ** len(self.restarts))
+        # Cap the exponent: with max_restarts=None the count is unbounded.
+        ceiling = min(policy.max_backoff, policy.backoff * 2.0 ** min(len(self.restarts), 64))
         delay = ceiling * random.uniform(0.5, 1.0)
         self.restarts.append(now)
         self.attempt += 1
