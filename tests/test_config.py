@@ -54,7 +54,7 @@ def _no_calls() -> Any:
         (
             {"grace": 2, "drain": 3},
             ValueError,
-            r"drain must not exceed the grace period \(2 s\), got 3",
+            r"drain must be shorter than the grace period \(2 s\), got 3",
         ),
         ({"signals": (signal.SIGKILL,)}, ValueError, r"signals cannot include SIGKILL"),
         ({"signals": (signal.SIGSTOP,)}, ValueError, r"signals cannot include SIGSTOP"),
@@ -138,13 +138,16 @@ def test_drain_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None
 
     assert drain() == graceful_async.DEFAULT_GRACE / 2
     assert drain(grace=3) == 1.5
-    assert drain(grace=3, drain=3) == 3.0
+    assert drain(grace=3, drain=2.9) == 2.9
+    assert drain(grace=0, drain=0) == 0.0
+    with pytest.raises(ValueError, match=r"drain must be shorter than the grace period \(3 s\)"):
+        drain(grace=3, drain=3)
     assert drain(drain=0) == 0.0
     monkeypatch.setenv("GRACEFUL_ASYNC_DRAIN", "2")
     assert drain() == 2.0
     assert drain(drain=1) == 1.0
     monkeypatch.setenv("GRACEFUL_ASYNC_DRAIN", "20")
-    with pytest.raises(ValueError, match=r"the environment variable GRACEFUL_ASYNC_DRAIN must not"):
+    with pytest.raises(ValueError, match=r"the environment variable GRACEFUL_ASYNC_DRAIN must be shorter"):
         drain()
     monkeypatch.setenv("GRACEFUL_ASYNC_DRAIN", "later")
     with pytest.raises(ValueError, match=r"GRACEFUL_ASYNC_DRAIN must be a finite number.*'later'"):

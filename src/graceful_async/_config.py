@@ -126,11 +126,12 @@ def _check_drain(drain: object, grace: float) -> float:
     seconds = _seconds("drain", drain, DRAIN_ENV)
     if seconds is None:
         return grace / 2
-    if seconds > grace:
+    if seconds >= grace and seconds > 0:
         source = "drain" if drain is not None else f"the environment variable {DRAIN_ENV}"
         raise ValueError(
-            f"{source} must not exceed the grace period ({grace:g} s), got {seconds:g}; "
-            "the drain phase is part of it"
+            f"{source} must be shorter than the grace period ({grace:g} s), got "
+            f"{seconds:g}; the drain phase is part of it, and the cancellation and "
+            "hooks that follow need time too"
         )
     return seconds
 
