@@ -118,6 +118,8 @@ def test_sigint_kills_by_sigint(project: Path) -> None:
         ([], {"GRACEFUL_ASYNC_BACKEND": "trio"}, "READY trio "),
         ([], {"GRACEFUL_ASYNC_UVLOOP": "yes"}, "READY asyncio uvloop"),
         (["--backend", "asyncio"], {"GRACEFUL_ASYNC_BACKEND": "trio"}, "READY asyncio asyncio"),
+        (["--backend", "trio"], {"GRACEFUL_ASYNC_UVLOOP": "1"}, "READY trio "),
+        (["--uvloop"], {"GRACEFUL_ASYNC_BACKEND": "trio"}, "READY asyncio uvloop"),
     ],
 )
 def test_backend_from_flags_and_environment(
@@ -196,6 +198,20 @@ def test_log_level(
         assert hidden not in result.stderr
 
 
+def test_log_level_applies_even_if_the_target_configures_logging(project: Path) -> None:
+    """Our logging is set up before the import, so --log-level DEBUG is not lost."""
+    (project / "loud.py").write_text(
+        "import logging, anyio\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "log = logging.getLogger('loud')\n"
+        "async def main():\n"
+        "    log.debug('debug from the target')\n"
+    )
+    result = run(project, "--log-level", "DEBUG", "loud:main")
+    assert result.returncode == 0
+    assert "DEBUG loud: debug from the target" in result.stderr
+
+
 def test_help_documents_every_option(project: Path) -> None:
     """--help names every option and every environment variable."""
     result = run(project, "--help")
@@ -226,10 +242,19 @@ def test_help_documents_every_option(project: Path) -> None:
         (["service:config.nothing"], {}, "'service' has no attribute 'config.nothing'"),
         (["service:sync_main"], {}, "service:sync_main must be an async function"),
         (["service:NotAsync"], {}, "service:NotAsync must be an async function"),
-        (["--grace", "-1", "service:main"], {}, "grace must be a finite number of seconds >= 0"),
+        (["--grace", "-1", "service:main"], {}, "--grace must be a finite number of seconds >= 0"),
         (["--grace", "soon", "service:main"], {}, "expected a number of seconds, got 'soon'"),
-        (["--drain", "9", "service:main"], {}, "drain must not exceed the grace period (8 s)"),
+        (
+            ["--drain", "9", "service:main"],
+            {},
+            "--drain must be shorter than the grace period (8 s)",
+        ),
         (["--uvloop", "--backend", "trio", "service:main"], {}, "--uvloop needs the asyncio"),
+        (
+            ["service:main"],
+            {"GRACEFUL_ASYNC_UVLOOP": "1", "GRACEFUL_ASYNC_BACKEND": "trio"},
+            "GRACEFUL_ASYNC_UVLOOP needs the asyncio backend, but GRACEFUL_ASYNC_BACKEND is trio",
+        ),
         (["service:main"], {"GRACEFUL_ASYNC_GRACE": "x"}, "GRACEFUL_ASYNC_GRACE must be a"),
         (["service:main"], {"GRACEFUL_ASYNC_BACKEND": "curio"}, "GRACEFUL_ASYNC_BACKEND must"),
         (["service:main"], {"GRACEFUL_ASYNC_UVLOOP": "maybe"}, "GRACEFUL_ASYNC_UVLOOP must"),

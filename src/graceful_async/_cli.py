@@ -54,12 +54,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "graceful-async") -> int
     args = parser.parse_args(argv)
     try:
         options = _resolve(args)
+        # Before the import: a module that configures logging as it is imported keeps
+        # its own configuration, and ours must not be silently skipped either.
+        logging.basicConfig(level=options["log_level"], format=LOG_FORMAT, stream=sys.stderr)
         target = _load(args.target)
-        _check(target, options["run"])
+        _check(target, options["run"], args)
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=options["log_level"], format=LOG_FORMAT, stream=sys.stderr)
     run(target, **options["run"])
     return 0
 
@@ -118,18 +120,26 @@ def _seconds(text: str) -> float:
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    """Combine the flags with the environment; the flags win."""
-    backend = args.backend or os.environ.get(BACKEND_ENV, "").strip() or "asyncio"
-    if backend not in ("asyncio", "trio"):
-        raise UsageError(f"{BACKEND_ENV} must be 'asyncio' or 'trio', got {backend!r}")
-    uvloop = args.uvloop
-    if uvloop is None:
-        raw = os.environ.get(UVLOOP_ENV, "").strip().lower()
-        if raw not in ("", "0", "1", "true", "false", "yes", "no"):
-            raise UsageError(f"{UVLOOP_ENV} must be 1, true, yes, 0, false or no, got {raw!r}")
-        uvloop = raw in ("1", "true", "yes")
-    if uvloop and backend != "asyncio":
-        raise UsageError("--uvloop needs the asyncio backend")
+    """Combine the flags with the environment; a flag wins over any variable."""
+    env_backend = os.environ.get(BACKEND_ENV, "").strip()
+    if env_backend not in ("", "asyncio", "trio"):
+        raise UsageError(f"{BACKEND_ENV} must be 'asyncio' or 'trio', got {env_backend!r}")
+    raw = os.environ.get(UVLOOP_ENV, "").strip().lower()
+    if raw not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise UsageError(f"{UVLOOP_ENV} must be 1, true, yes, 0, false or no, got {raw!r}")
+    env_uvloop = raw in ("1", "true", "yes")
+    if args.uvloop:
+        if args.backend == "trio":
+            raise UsageError("--uvloop needs the asyncio backend, not --backend trio")
+        backend, uvloop = "asyncio", True  # the flag wins over GRACEFUL_ASYNC_BACKEND
+    elif args.backend:
+        backend = args.backend
+        uvloop = env_uvloop and backend == "asyncio"  # the flag wins over the variable
+    else:
+        backend = env_backend or "asyncio"
+        uvloop = env_uvloop
+        if uvloop and backend == "trio":
+            raise UsageError(f"{UVLOOP_ENV} needs the asyncio backend, but {BACKEND_ENV} is trio")
     level = args.log_level or os.environ.get(LOG_LEVEL_ENV, "").strip().upper() or "INFO"
     if level not in LOG_LEVELS:
         raise UsageError(f"{LOG_LEVEL_ENV} must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
@@ -142,12 +152,19 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     return {"run": run_options, "log_level": level}
 
 
-def _check(target: Callable[[], Any], run_options: dict[str, Any]) -> None:
+def _check(
+    target: Callable[[], Any], run_options: dict[str, Any], args: argparse.Namespace
+) -> None:
     """Make the checks run() makes, so that a bad value is a usage error."""
     try:
         make_config(target, **run_options, signals=(), exit_codes=None)
     except (TypeError, ValueError, ModuleNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
+        message = str(exc)
+        # run() names its own argument; here the user typed a flag.
+        for name in ("grace", "drain"):
+            if getattr(args, name) is not None and message.startswith(f"{name} "):
+                message = f"--{message}"
+        raise UsageError(message) from None
 
 
 def _load(target: str) -> Callable[[], Any]:
