@@ -1,7 +1,8 @@
-"""The README's demo does what the README says."""
+"""The examples do what their docstrings and the docs say."""
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 from pathlib import Path
@@ -10,14 +11,36 @@ import pytest
 
 from .helpers import SIGINT_DEATH, Backend, Child
 
-DEMO = Path(__file__).parent.parent / "examples" / "demo.py"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+DEMO = EXAMPLES / "demo.py"
+QUEUE_WORKER = EXAMPLES / "queue_worker.py"
+THREADS = EXAMPLES / "threads.py"
+
+
+def start_example(example: Path, backend: Backend) -> Child:
+    args = ["--backend", backend.name] + (["--uvloop"] if backend.options else [])
+    return Child([sys.executable, str(example), *args], backend.env())
+
+
+def units(lines: list[str], verb: str) -> list[str]:
+    """Who did ``verb`` to which unit, from lines ending '<who> <verb> <n>'."""
+    found = [re.search(rf"(\S+) {verb} (\d+)$", line) for line in lines]
+    return [f"{match[1]} {match[2]}" for match in found if match]
+
+
+def check_in_hand_finished(lines: list[str], noun: str) -> None:
+    """Each unit in hand at the signal finished after it, and every unit started finished."""
+    signalled = next(i for i, line in enumerate(lines) if "SIGTERM received" in line)
+    before, after = lines[:signalled], lines[signalled:]
+    in_hand = set(units(before, f"started {noun}")) - set(units(before, f"finished {noun}"))
+    assert in_hand <= set(units(after, f"finished {noun}"))
+    assert sorted(units(lines, f"started {noun}")) == sorted(units(lines, f"finished {noun}"))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_demo_shuts_down_gracefully(backend: Backend, sig: signal.Signals) -> None:
     """Every worker cleans up, both hooks run, and the status matches the signal."""
-    args = ["--backend", backend.name] + (["--uvloop"] if backend.options else [])
-    child = Child([sys.executable, str(DEMO), *args], backend.env())
+    child = start_example(DEMO, backend)
     child.wait_for("finished job 2", partial=True)
     child.send(sig)
     result = child.finish()
@@ -27,3 +50,38 @@ def test_demo_shuts_down_gracefully(backend: Backend, sig: signal.Signals) -> No
     assert hooks == ["metrics flushed", "closing the database (registered first, runs last)"]
     assert f"{sig.name} received, shutting down" in result.stdout
     assert result.stderr == ""
+
+
+def test_queue_worker_loses_no_job(backend: Backend) -> None:
+    """After SIGTERM the jobs in hand finish, and every queued job is done or still queued."""
+    child = start_example(QUEUE_WORKER, backend)
+    child.wait_for("started job 3", partial=True)
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    assert result.returncode == 143
+    assert result.stderr == ""
+
+    check_in_hand_finished(result.lines, "job")
+    # Both loops ended by taking no more jobs, not by being cancelled.
+    assert sum(line.endswith("takes no more jobs") for line in result.lines) == 2
+
+    summary = re.search(r"done (\d+), left (\d+) in the queue, of (\d+) queued", result.stdout)
+    assert summary is not None, result.stdout
+    done, left, queued = map(int, summary.groups())
+    assert done == len(units(result.lines, "finished job"))
+    assert done + left == queued
+
+
+def test_threads_stop_cooperatively(backend: Backend) -> None:
+    """After SIGTERM each thread finishes its batch in hand, then returns by itself."""
+    child = start_example(THREADS, backend)
+    child.wait_for("started batch 2", partial=True)
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    assert result.returncode == 143
+    assert result.stderr == ""
+
+    check_in_hand_finished(result.lines, "batch")
+    stopped = [line for line in result.lines if "stopped after" in line]
+    assert len(stopped) == 2
+    assert all(line.endswith("batch(es): SIGTERM") for line in stopped)
