@@ -49,11 +49,15 @@ compat:
 	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
 	done
 
+## Signal-to-exit latency and start-up (about 6 min), then the per-item overhead of
+## drain() and in_flight() (about 2.5 min). Results in benchmarks/results/.
 bench: $(STAMP)
 	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/overhead.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/latency.py --quick
+	$(PY) benchmarks/overhead.py --quick
 
 clean:
 	rm -rf $(VENV) .venv-3.* site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

@@ -42,7 +42,8 @@ def snapshot_source(into: Path) -> dict[str, Any]:
     The children import the copy (through PYTHONPATH), so that edits to the working tree
     during a run cannot mix two versions of the library into one median. Returns the
     copy's hash and, when the original lives in a git checkout, its commit and whether
-    the package differed from that commit.
+    the package differed from that commit (then also the diff, and the text of the files
+    that git does not track).
     """
     spec = importlib.util.find_spec("graceful_async")
     if spec is None or spec.origin is None:
@@ -60,8 +61,19 @@ def snapshot_source(into: Path) -> dict[str, Any]:
             [*git, "status", "--porcelain", "--", "."], capture_output=True, check=True
         )
         diff = subprocess.run([*git, "diff", "HEAD", "--", "."], capture_output=True, check=True)
+        others = subprocess.run(
+            [*git, "ls-files", "--others", "--exclude-standard", "-z", "--", "."],
+            capture_output=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return info
+    # git diff leaves out files that git does not track yet: keep the copy's text of them.
+    untracked = {
+        name: (copy / name).read_text("utf-8", "replace")
+        for name in sorted(others.stdout.decode().split("\0"))
+        if name.endswith(".py") and (copy / name).is_file()
+    }
     if _source_hash(package) != info["sha256"]:
         info["git_note"] = "the working tree changed while it was copied; git state unknown"
         return info
@@ -71,6 +83,7 @@ def snapshot_source(into: Path) -> dict[str, Any]:
         # What was measured, if it is not a commit: enough to rebuild it from the commit.
         info["git_status"] = status.stdout.decode()
         info["git_diff"] = diff.stdout.decode("utf-8", "replace")
+        info["git_untracked"] = untracked
     return info
 
 
