@@ -147,7 +147,7 @@ def test_drain_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert drain() == 2.0
     assert drain(drain=1) == 1.0
     monkeypatch.setenv("GRACEFUL_ASYNC_DRAIN", "20")
-    with pytest.raises(ValueError, match=r"the environment variable GRACEFUL_ASYNC_DRAIN must be shorter"):
+    with pytest.raises(ValueError, match=r"variable GRACEFUL_ASYNC_DRAIN must be shorter"):
         drain()
     monkeypatch.setenv("GRACEFUL_ASYNC_DRAIN", "later")
     with pytest.raises(ValueError, match=r"GRACEFUL_ASYNC_DRAIN must be a finite number.*'later'"):

@@ -71,6 +71,36 @@ def test_task_swallowing_cancellation_is_named(tmp_path: Path, backend: Backend)
     assert "phase: cancelling" in result.stderr
 
 
+def test_signal_the_main_thread_cannot_handle_still_arms_the_deadline(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """The deadline holds even when the Python-level handler cannot run at all.
+
+    A signal that lands just before the main thread enters a blocking call (or in
+    another thread while it is blocked) leaves the handler waiting until the call
+    returns. The program forces that case: the main thread blocks SIGTERM, so the
+    kernel hands it to a helper thread, and then sleeps in sync code.
+    """
+    body = """
+    def helper():
+        time.sleep(0.2)  # by then the main thread sleeps below
+        say("READY")
+        time.sleep(60)
+
+    async def main():
+        threading.Thread(target=helper, daemon=True).start()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        time.sleep(600)
+
+    start(main, grace=0.5)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == FORCED
+    assert "a signal arrived 0.5 s ago, but the main thread never ran its handler" in (
+        result.stderr
+    )
+
+
 def test_hung_non_daemon_thread_does_not_hold_the_process(tmp_path: Path, backend: Backend) -> None:
     """A non-daemon thread that never returns is named, and the process ends anyway."""
     body = """

@@ -7,7 +7,6 @@ up plain asyncio tasks that live outside anyio's task tree.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator
@@ -16,8 +15,6 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import anyio
-
-from ._signals import wakeup_fd_set
 
 
 @dataclass(frozen=True)
@@ -172,7 +169,6 @@ def run_on_backend(
     options: dict[str, Any],
     fn: Callable[[], Coroutine[Any, Any, T]],
     on_escape: Callable[[BaseException], None],
-    wakeup_fd: int | None,
 ) -> T:
     """Run ``fn()`` to completion on ``backend``, like `anyio.run`.
 
@@ -182,9 +178,6 @@ def run_on_backend(
     before we ever saw them. Here ``on_escape`` hears of the exception first (so the
     shutdown and its deadline start), and the loop resumes so that main's tree unwinds
     in order; the exception also reaches main through its task groups.
-
-    ``wakeup_fd``, if given, is written to by every handled signal while an asyncio loop
-    runs (trio has its own).
     """
     if backend == "trio":
         return anyio.run(fn, backend="trio", backend_options=options)
@@ -200,25 +193,23 @@ def run_on_backend(
     if options.get("debug") is not None:
         loop.set_debug(bool(options["debug"]))
     asyncio.set_event_loop(loop)
-    woken = wakeup_fd_set(wakeup_fd) if wakeup_fd is not None else contextlib.nullcontext()
-    with woken:
-        try:
-            task = loop.create_task(fn())
-            while True:
-                try:
-                    return loop.run_until_complete(task)
-                except (SystemExit, KeyboardInterrupt) as exc:
-                    if task.done():
-                        raise
-                    on_escape(exc)
-        finally:
+    try:
+        task = loop.create_task(fn())
+        while True:
             try:
-                _cancel_remaining(loop)
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                asyncio.set_event_loop(None)
-                loop.close()
+                return loop.run_until_complete(task)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                if task.done():
+                    raise
+                on_escape(exc)
+    finally:
+        try:
+            _cancel_remaining(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
 
 
 def _cancel_remaining(loop: Any) -> None:

@@ -9,6 +9,7 @@ The watchdog thread guards everything from the first trigger to the end of run()
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -34,7 +35,7 @@ from ._log import logger
 from ._report import RELAY_TASK_NAME
 from ._scopes import bounded_scope, to_loop_clock
 from ._shutdown import ShutdownState, Trigger, active_run
-from ._signals import handlers_installed
+from ._signals import handlers_installed, wakeup_fd_chained
 from ._watchdog import Watchdog, dismiss_exit_guards, guard_interpreter_exit
 
 if TYPE_CHECKING:
@@ -139,9 +140,8 @@ def run(
         outcome = run_on_backend(
             config.backend,
             config.backend_options,
-            lambda: _supervise(state, watchdog, config, lambda: main(*args)),
+            lambda: _supervise(state, watchdog, config, bool(handled), lambda: main(*args)),
             on_escape,
-            wakeup_fd=state.loop_waker.fileno() if handled else None,
         )
         outcome.adopt(escaped)
         trigger = state.trigger
@@ -161,6 +161,7 @@ async def _supervise(
     state: ShutdownState,
     watchdog: Watchdog,
     config: RunConfig,
+    handled: bool,
     call_main: Callable[[], Awaitable[Any]],
 ) -> Outcome:
     watchdog.list_tasks = task_lister(config.backend)
@@ -168,7 +169,7 @@ async def _supervise(
     state.requested = anyio.Event()
     outcome = Outcome()
     main_scope = anyio.CancelScope()
-    relay = _Relay(state, main_scope, config.backend)
+    relay = _Relay(state, main_scope, config.backend, handled)
     async with anyio.create_task_group() as tg:
         await tg.start(relay.run, name=RELAY_TASK_NAME)
         _enter_phase(state, "running")
@@ -221,8 +222,11 @@ def _enter_phase(state: ShutdownState, phase: str, done: str = "") -> None:
 class _Relay:
     """Applies what the signal handlers and other threads recorded, on the loop."""
 
-    def __init__(self, state: ShutdownState, main_scope: anyio.CancelScope, backend: str):
+    def __init__(
+        self, state: ShutdownState, main_scope: anyio.CancelScope, backend: str, handled: bool
+    ) -> None:
         self._state = state
+        self._handled = handled
         self._main_scope = main_scope
         self._backend = backend
         self._applied_trigger = False
@@ -233,7 +237,19 @@ class _Relay:
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:
         self.task = current_task_handle(self._backend)
-        task_status.started()
+        state = self._state
+        # Set from the loop, so that it chains onto the wake-up fd trio or uvloop set as
+        # their loop started, and is put back before they take theirs down.
+        chained = wakeup_fd_chained(state.watchdog_waker.fileno()) if self._handled else None
+        with chained or contextlib.nullcontext(-1) as previous:
+            state.forward_fd = previous
+            task_status.started()
+            try:
+                await self._relay()
+            finally:
+                state.forward_fd = -1
+
+    async def _relay(self) -> None:
         state = self._state
         waker = state.loop_waker
         while True:

@@ -123,6 +123,9 @@ class ShutdownState:
         self.failed_workers: list[str] = []
         #: The workers running now, by a token of their own, for the stuck report.
         self.running_workers: dict[object, str] = {}
+        #: The wake-up fd that ours replaced, to which the watchdog passes signal bytes on
+        #: (-1: none). Written by the loop only.
+        self.forward_fd = -1
         self.loop_thread = threading.get_ident()
         self.loop_waker = _Waker()
         self.watchdog_waker = _Waker()
@@ -185,6 +188,11 @@ class ShutdownState:
     def trigger(self) -> Trigger | None:
         """The first trigger, which decides the reason and the exit status."""
         return self._triggers[0] if self._triggers else None
+
+    @property
+    def armed(self) -> bool:
+        """Whether a signal arrived after main returned (which bounds the hooks)."""
+        return self._armed_at is not None
 
     @property
     def escalated(self) -> bool:

@@ -61,28 +61,25 @@ def handlers_installed(
 
 
 @contextmanager
-def wakeup_fd_set(fd: int) -> Iterator[None]:
-    """Have every signal write a byte to ``fd``, unless something already listens.
+def wakeup_fd_chained(fd: int) -> Iterator[int]:
+    """Have every signal write its number to ``fd``; yield the wake-up fd it replaced.
 
-    The kernel hands a process's signal to any thread that does not block it. When that
-    is not the main thread, the C-level handler runs there and nothing interrupts the
-    main thread's wait in the loop's select(), so our Python handler would run only
-    when the loop next wakes up for another reason. A wake-up fd is written to by the
-    C-level handler itself, in whichever thread, and ``fd`` is one the loop watches.
-    trio and uvloop set their own wake-up fd, which already does this; plain asyncio
-    sets none unless `loop.add_signal_handler` is used.
+    A Python-level handler runs only in the main thread, between two bytecodes. If the
+    main thread is blocked in a system call when the signal lands in another thread, or
+    the signal lands just before it enters one (time.sleep() in a sync hook, say), the
+    handler waits until that call returns: possibly forever, and with it the deadline
+    that the handler arms. The wake-up fd, by contrast, is written to by the C-level
+    handler at once, in whichever thread took the signal. The watchdog reads ``fd`` and
+    passes every byte on to the fd we replaced (trio's and uvloop's loops wake up on
+    theirs), so nobody who relied on the previous one loses a signal.
     """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield -1
         return
     previous = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
-    if previous != -1:  # someone else's; it wakes the loop already
-        signal.set_wakeup_fd(previous)
-        yield
-        return
     try:
-        yield
+        yield previous
     finally:
-        current = signal.set_wakeup_fd(-1)
+        current = signal.set_wakeup_fd(previous)
         if current != fd:  # replaced meanwhile (add_signal_handler): leave theirs be
             signal.set_wakeup_fd(current)

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from ._backends import TaskLister
     from ._shutdown import ShutdownState
 
+# Signal numbers fit in one byte below this (the kernel's _NSIG is 65 on Linux).
+_NSIG = getattr(signal, "NSIG", 65)
+
 FORCED_EXIT_STATUS = 124
 """The exit status of a process that was ended because it did not stop in time.
 
@@ -47,6 +50,7 @@ class Watchdog:
         self._state = state
         self._signals = set(signals)
         self._force = force or force_exit
+        self._signal_seen_at: float | None = None  # this thread's own, see _signal_bytes
         self.list_tasks: TaskLister | None = None
         self._thread = threading.Thread(
             target=self._watch, name="graceful_async watchdog", daemon=True
@@ -71,11 +75,11 @@ class Watchdog:
         state = self._state
         reader = state.watchdog_waker.reader
         while True:
-            left = state.deadline - time.monotonic()
+            left = self._deadline() - time.monotonic()
             timeout = None if math.isinf(left) else max(0.0, left)
             ready, _, _ = select.select([reader], [], [], timeout)
             if not ready:
-                if time.monotonic() >= state.deadline:
+                if time.monotonic() >= self._deadline():
                     self._fire(self._deadline_reason())
                     return
                 continue
@@ -85,9 +89,37 @@ class Watchdog:
             if b"k" in data:
                 self._fire("a third signal arrived")
                 return
+            self._signal_bytes(bytes(b for b in data if 0 < b < _NSIG))
+
+    def _signal_bytes(self, signums: bytes) -> None:
+        # Bytes 1-64 come from the C-level signal handler through the wake-up fd (ours
+        # are 0, "q" and "k"). Pass them all on to the wake-up fd ours replaced, and wake
+        # the loop, whose Python-level handlers may otherwise not run for a while.
+        if not signums:
+            return
+        state = self._state
+        forward = state.forward_fd
+        if forward != -1:
+            with contextlib.suppress(OSError):  # full: that loop is awake already
+                os.write(forward, signums)
+        state.loop_waker.poke()
+        # A signal we handle bounds the process from now on, even if the main thread is
+        # blocked and its Python-level handler, which starts the shutdown, cannot run yet.
+        if self._signal_seen_at is None and any(n in self._signals for n in signums):
+            self._signal_seen_at = time.monotonic()
+
+    def _deadline(self) -> float:
+        seen = self._signal_seen_at
+        own = math.inf if seen is None else seen + self._state.grace
+        return min(self._state.deadline, own)
 
     def _deadline_reason(self) -> str:
         state = self._state
+        if state.trigger is None or (state.trigger.kind == "return" and not state.armed):
+            return (
+                f"a signal arrived {state.grace:g} s ago, but the main thread never ran "
+                "its handler (is it blocked in a system call?)"
+            )
         if state.escalated:
             return "the program did not finish within 1 s of the second signal"
         return f"shutdown did not finish within the grace period ({state.grace:g} s)"
