@@ -19,6 +19,15 @@ import graceful_async
 
 from .helpers import WAIT, Backend, Child, run_program, write_program
 
+
+async def _until_cancelled(order: list[str], note: str) -> None:
+    """Wait until cancelled; then note it in ``order``."""
+    try:
+        await anyio.sleep_forever()
+    finally:
+        order.append(note)
+
+
 # --- in_flight() and the drain phase
 
 
@@ -95,10 +104,7 @@ def test_drain_ends_when_the_last_unit_is_done(backend: Backend) -> None:
             tg.start_soon(unit, "long", 0.2)
             await anyio.lowlevel.checkpoint()
             graceful_async.request_shutdown()
-            try:
-                await anyio.sleep_forever()
-            finally:
-                order.append("main cancelled")
+            await _until_cancelled(order, "main cancelled")
 
     with pytest.raises(SystemExit):
         backend.run(main, grace=120, drain=60)
@@ -114,10 +120,7 @@ def test_drain_deadline_cuts_overrunning_work(
     async def stuck(started: anyio.Event) -> None:
         async with graceful_async.in_flight():
             started.set()
-            try:
-                await anyio.sleep_forever()
-            finally:
-                order.append("stuck finally")
+            await _until_cancelled(order, "stuck finally")
 
     async def main() -> None:
         started = anyio.Event()
@@ -221,10 +224,7 @@ def test_in_flight_counts_in_threads(backend: Backend) -> None:
             await anyio.sleep(0.05)  # the drain is still waiting for the thread
             order.append("still draining")
             release.set()
-            try:
-                await anyio.sleep_forever()
-            finally:
-                order.append("main cancelled")
+            await _until_cancelled(order, "main cancelled")
 
     with pytest.raises(SystemExit):
         backend.run(main, grace=120, drain=60)
@@ -380,10 +380,7 @@ def test_breaking_out_releases_the_item(backend: Backend) -> None:
             async for _ in graceful_async.drain(receive):
                 break
             graceful_async.request_shutdown()
-            try:
-                await anyio.sleep_forever()
-            finally:
-                order.append("cancelled")
+            await _until_cancelled(order, "cancelled")
 
     with pytest.raises(SystemExit):
         backend.run(main, grace=120, drain=60)
@@ -434,10 +431,7 @@ def test_aclose_releases_the_item_and_closes_the_source(backend: Backend) -> Non
                 break
             order.append("loop left")
         graceful_async.request_shutdown()
-        try:
-            await anyio.sleep_forever()
-        finally:
-            order.append("cancelled")
+        await _until_cancelled(order, "cancelled")
 
     with pytest.raises(SystemExit):
         backend.run(main, grace=120, drain=60)
