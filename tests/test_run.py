@@ -134,6 +134,20 @@ def test_add_signal_handler_inside_main_takes_over_the_wakeup_fd() -> None:
     assert current_wakeup_fd() == -1
 
 
+def test_dump_signal_handler_is_installed_and_restored(backend: Backend) -> None:
+    """dump_signal gets a handler while main runs; the previous one is back after."""
+    previous = signal.getsignal(signal.SIGUSR2)
+    seen: list[object] = []
+
+    async def main() -> None:
+        seen.append(signal.getsignal(signal.SIGUSR2))
+
+    backend.run(main, dump_signal=signal.SIGUSR2)
+    assert seen[0] is not previous
+    assert callable(seen[0])
+    assert signal.getsignal(signal.SIGUSR2) is previous
+
+
 def test_only_the_chosen_signals_are_handled(backend: Backend) -> None:
     """signals=(SIGTERM,) leaves SIGINT to whoever had it."""
     seen: list[object] = []

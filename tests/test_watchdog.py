@@ -13,7 +13,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import Backend, run_program
+from .helpers import Backend, Child, run_program, write_program
 
 FORCED = graceful_async.FORCED_EXIT_STATUS
 
@@ -266,3 +266,65 @@ def test_describe_unstarted_coroutine() -> None:
     coro = nothing()
     anyio.run(lambda: coro)
     assert describe_coroutine(coro) == "(not started or finished)"
+
+
+def test_dump_signal_reports_and_the_service_carries_on(tmp_path: Path, backend: Backend) -> None:
+    """dump_signal=SIGUSR1: tasks and threads on stderr, then business as usual."""
+    body = """
+    async def ticker():
+        n = 0
+        while True:
+            await anyio.sleep(0.01)
+            n += 1
+            if n == 5:
+                say("TICKING")
+
+    async def main():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker, name="the-ticker")
+            say("READY")
+            try:
+                await anyio.sleep_forever()
+            finally:
+                print("finally ran", graceful_async.shutdown_reason())
+
+    start(main, dump_signal=signal.SIGUSR1)
+    """
+    child = Child.start(write_program(tmp_path, body), backend)
+    child.wait_for("READY")
+    child.send(signal.SIGUSR1)
+    child.wait_for("TICKING")  # still running after the report
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    assert result.returncode == 128 + signal.SIGTERM
+    assert result.lines[-1] == "finally ran SIGTERM"
+    report = result.stderr
+    assert report.startswith("graceful_async: report on request\n")
+    assert "trigger: none; phase: running" in report
+    assert "'the-ticker' at " in report
+    assert "Thread 'MainThread'" in report
+    assert "forcing exit" not in report
+
+
+def test_dump_signal_reports_a_blocked_loop(tmp_path: Path, backend: Backend) -> None:
+    """The report is written by the watchdog thread, so a loop stuck in sync code shows."""
+    body = """
+    async def main():
+        say("READY")
+        while True:
+            time.sleep(0.01)  # blocks the loop for good
+
+    start(main, dump_signal=signal.SIGUSR1, grace=0.5)
+    """
+    child = Child.start(write_program(tmp_path, body), backend)
+    child.wait_for("READY")
+    child.send(signal.SIGUSR1)
+    time.sleep(1.0)  # not a measurement: lets the report out before the shutdown's
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    assert result.returncode == FORCED
+    live, _, final = result.stderr.partition("forcing exit with status")
+    assert live.startswith("graceful_async: report on request\n")
+    assert "in main" in live  # where the loop is stuck
+    assert "time.sleep(0.01)" in live
+    assert "time.sleep(0.01)" in final  # and the deadline's own report after it

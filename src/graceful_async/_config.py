@@ -36,6 +36,7 @@ class RunConfig:
     grace: float
     drain: float
     signals: tuple[signal.Signals, ...]
+    dump_signal: signal.Signals | None
     exit_codes: dict[signal.Signals, int]
 
 
@@ -56,6 +57,7 @@ def make_config(
     signals: object,
     exit_codes: object,
     drain: object = None,
+    dump_signal: object = None,
 ) -> RunConfig:
     if not is_async_callable(main):
         raise TypeError(
@@ -63,12 +65,14 @@ def make_config(
             "graceful_async.run() awaits it on the event loop"
         )
     checked_grace = _check_grace(grace)
+    checked_signals = _check_signals(signals)
     return RunConfig(
         backend=_check_backend(backend, backend_options),
         backend_options=_check_backend_options(backend, backend_options),
         grace=checked_grace,
         drain=_check_drain(drain, checked_grace),
-        signals=_check_signals(signals),
+        signals=checked_signals,
+        dump_signal=_check_dump_signal(dump_signal, checked_signals),
         exit_codes=_check_exit_codes(exit_codes),
     )
 
@@ -178,6 +182,24 @@ def _check_signals(signals: object) -> tuple[signal.Signals, ...]:
         if sig not in result:
             result.append(sig)
     return tuple(result)
+
+
+def _check_dump_signal(
+    dump_signal: object, signals: tuple[signal.Signals, ...]
+) -> signal.Signals | None:
+    if dump_signal is None:
+        return None
+    if isinstance(dump_signal, bool) or not isinstance(dump_signal, int):
+        raise TypeError(
+            f"dump_signal must be None or a signal number such as signal.SIGUSR1, "
+            f"got {dump_signal!r}"
+        )
+    sig = _to_signal("dump_signal", dump_signal)
+    if sig in signals:
+        raise ValueError(
+            f"dump_signal must not be one of the shutdown signals, got {sig.name}"
+        )
+    return sig
 
 
 def _check_exit_codes(exit_codes: object) -> dict[signal.Signals, int]:

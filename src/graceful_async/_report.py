@@ -15,16 +15,21 @@ if TYPE_CHECKING:
     from ._shutdown import ShutdownState
 
 
-def build_report(state: ShutdownState, why: str, status: int, list_tasks: TaskLister | None) -> str:
+def build_report(
+    state: ShutdownState, why: str, status: int | None, list_tasks: TaskLister | None
+) -> str:
     """Describe the phase, live tasks, running hooks and every thread's stack."""
     now = time.monotonic()
     trigger = state.trigger.describe() if state.trigger else "none"
     elapsed = f"{now - state.started_at:.2f} s" if state.started_at is not None else "n/a"
     phase = state.phase
-    if state.trigger is not None and phase == "running":
+    if state.trigger is not None and phase == "running" and status is not None:
         phase += " (the event loop never got to start the shutdown: is it blocked?)"
+    headline = f"graceful_async: {why}"
+    if status is not None:
+        headline += f"; forcing exit with status {status}"
     lines = [
-        f"graceful_async: {why}; forcing exit with status {status}",
+        headline,
         f"  trigger: {trigger}; phase: {phase}; time since shutdown began: {elapsed}",
     ]
 

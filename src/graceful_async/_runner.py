@@ -58,6 +58,7 @@ def run(
     drain: float | None = None,
     signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
     exit_codes: Mapping[int, int] | None = None,
+    dump_signal: int | None = None,
 ) -> T:
     """Run ``main(*args)`` and shut it down gracefully on SIGINT, SIGTERM or request.
 
@@ -91,6 +92,10 @@ def run(
             process left ignored stays ignored.
         exit_codes: Exit status per signal, overriding the default of ``128 + N``; for
             example ``{signal.SIGTERM: 0}``.
+        dump_signal: A signal, such as ``signal.SIGUSR1``, on which to write a report of
+            every task and thread to stderr while the service keeps running (the stuck
+            report, on demand). Off by default, since handling a signal changes what
+            it does when nobody handles it (SIGUSR1 would otherwise end the process).
 
     Returns:
         main's return value, when main finished by itself.
@@ -102,8 +107,8 @@ def run(
             the interpreter exits by SIGINT, as the shell expects, without a traceback.
         TypeError: If ``main`` is not an async function, or an argument has the wrong
             type.
-        ValueError: If ``backend``, ``grace``, ``drain``, ``signals`` or ``exit_codes``
-            is invalid, or ``drain`` is not shorter than ``grace``.
+        ValueError: If ``backend``, ``grace``, ``drain``, ``signals``, ``exit_codes`` or
+            ``dump_signal`` is invalid, or ``drain`` is not shorter than ``grace``.
         ModuleNotFoundError: If trio or uvloop is asked for but not installed.
         RuntimeError: If another `run()` is active in this process.
 
@@ -122,7 +127,9 @@ def run(
         graceful_async.run(main)
         ```
     """
-    config = make_config(main, backend, backend_options, grace, signals, exit_codes, drain)
+    config = make_config(
+        main, backend, backend_options, grace, signals, exit_codes, drain, dump_signal
+    )
     remove_quiet_hook()
     dismiss_exit_guards()
     escaped: list[BaseException] = []
@@ -130,7 +137,7 @@ def run(
         active_run(ShutdownState(config.grace, config.drain)) as state,
         _hooks.reopened_afterwards(),
         Watchdog(state, config.signals) as watchdog,
-        handlers_installed(state, config.signals) as handled,
+        handlers_installed(state, config.signals, config.dump_signal) as handled,
     ):
 
         def on_escape(exc: BaseException) -> None:

@@ -16,12 +16,14 @@ if TYPE_CHECKING:
 
 @contextmanager
 def handlers_installed(
-    state: ShutdownState, signals: tuple[signal.Signals, ...]
+    state: ShutdownState,
+    signals: tuple[signal.Signals, ...],
+    dump_signal: signal.Signals | None = None,
 ) -> Iterator[tuple[signal.Signals, ...]]:
-    """Route ``signals`` to ``state`` for the duration of the block.
+    """Route ``signals`` to ``state``, and ``dump_signal`` to a live report, in the block.
 
-    Yields the signals actually handled. On exit the previous handlers are put back: the
-    very objects that were there before.
+    Yields the shutdown signals actually handled. On exit the previous handlers are put
+    back: the very objects that were there before.
     """
     if threading.current_thread() is not threading.main_thread():
         warnings.warn(
@@ -43,6 +45,10 @@ def handlers_installed(
     def handler(signum: int, frame: FrameType | None) -> None:
         state.signal_received(signum)
 
+    # The watchdog thread builds and writes the report: nothing to do here but wake it.
+    def dump(signum: int, frame: FrameType | None) -> None:
+        state.watchdog_waker.poke(b"d")
+
     previous: dict[signal.Signals, Any] = {}
     try:
         for sig in signals:
@@ -52,7 +58,10 @@ def handlers_installed(
             if sig == signal.SIGINT and current == signal.SIG_IGN:
                 continue
             previous[sig] = signal.signal(sig, handler)
-        yield tuple(previous)
+        handled = tuple(previous)
+        if dump_signal is not None:
+            previous[dump_signal] = signal.signal(dump_signal, dump)
+        yield handled
     finally:
         for sig, old in previous.items():
             # getsignal() answers None for a handler installed from C; SIG_DFL is the

@@ -89,6 +89,10 @@ class Watchdog:
             if b"k" in data:
                 self._fire("a third signal arrived")
                 return
+            if b"d" in data:
+                # A live report: built here, off the loop, so a blocked or busy loop
+                # cannot delay it, and written while the service carries on.
+                write_stderr(build_report(state, "report on request", None, self.list_tasks))
             self._signal_bytes(bytes(b for b in data if 0 < b < _NSIG))
 
     def _signal_bytes(self, signums: bytes) -> None:
@@ -217,16 +221,20 @@ class _Flusher:
         self._go.set()
 
 
+def write_stderr(text: str) -> None:
+    # Straight to file descriptor 2: sys.stderr's buffer lock may be held by a thread
+    # that is stuck, and the report must get out even if logging was never configured.
+    data = text.encode("utf-8", "replace")
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(2, data) :]
+
+
 def force_exit(  # pragma: no cover - ends the process
     report: str, status: int, flusher: _Flusher | None = None
 ) -> None:
     """Write ``report`` to stderr, flush what can be flushed, and end the process now."""
-    # Straight to file descriptor 2: sys.stderr's buffer lock may be held by a thread
-    # that is stuck, and the report must get out even if logging was never configured.
-    data = report.encode("utf-8", "replace")
-    with contextlib.suppress(OSError):
-        while data:
-            data = data[os.write(2, data) :]
+    write_stderr(report)
     with contextlib.suppress(RuntimeError):  # no new threads at interpreter shutdown
         (flusher or _Flusher()).flush(0.25)
     os._exit(status)
