@@ -196,9 +196,7 @@ def _check_dump_signal(
         )
     sig = _to_signal("dump_signal", dump_signal)
     if sig in signals:
-        raise ValueError(
-            f"dump_signal must not be one of the shutdown signals, got {sig.name}"
-        )
+        raise ValueError(f"dump_signal must not be one of the shutdown signals, got {sig.name}")
     return sig
 
 
