@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from _bench_measure import BACKENDS, FLOOR, GRACEFUL
@@ -226,3 +229,27 @@ def no_nan(value: Any) -> Any:
     if isinstance(value, list):
         return [no_nan(v) for v in value]
     return value
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, so that stdout carries only the report."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def publish(
+    results: dict[str, Any], report: str, json_path: Path, markdown_path: Path | None
+) -> int:
+    """Print the report, write the JSON (and the Markdown), and return the exit status."""
+    print(report)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(
+        json.dumps(no_nan(results), indent=1, allow_nan=False) + "\n", encoding="utf-8"
+    )
+    if markdown_path:
+        markdown_path.write_text(report, encoding="utf-8")
+    progress(f"wrote {json_path} after {results['runtime_s']:.0f} s")
+    errors = results["errors"]
+    if errors:
+        progress(f"{len(errors)} error(s); see 'errors' in {json_path}")
+        return 1
+    return 0

@@ -23,7 +23,6 @@ docs/benchmarks.md explains the results.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -49,7 +48,8 @@ from _bench_measure import (
 )
 from _bench_report import (
     markdown_report,
-    no_nan,
+    progress,
+    publish,
     summarize_exit,
     summarize_pairs,
     summarize_probe,
@@ -76,16 +76,12 @@ def _pair(rep: int) -> tuple[str, str]:
     return (GRACEFUL, FLOOR) if rep % 2 == 0 else (FLOOR, GRACEFUL)
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def run_exit_latency(
     settings: Settings, env: dict[str, str], errors: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     samples: list[dict[str, Any]] = []
     for rep in range(settings.repeat):
-        _progress(f"exit latency: repetition {rep + 1}/{settings.repeat}")
+        progress(f"exit latency: repetition {rep + 1}/{settings.repeat}")
         for backend in BACKENDS:
             for n_tasks in settings.task_counts:
                 if n_tasks > 10_000 and rep % settings.big_stride != 0:
@@ -96,7 +92,7 @@ def run_exit_latency(
                         times = exit_latency(contender, backend, n_tasks, env)
                     except BenchError as exc:
                         errors.append({"benchmark": "exit", **where, "error": str(exc)})
-                        _progress(f"  ERROR {where}: {exc}")
+                        progress(f"  ERROR {where}: {exc}")
                         continue
                     samples.append({**where, "rep": rep, **times})
     return samples
@@ -106,9 +102,9 @@ def run_gc_probe(
     settings: Settings, env: dict[str, str], errors: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     if not SHARED_CLOCK:
-        _progress("garbage probe: skipped, perf_counter() is not a clock shared with children")
+        progress("garbage probe: skipped, perf_counter() is not a clock shared with children")
         return []
-    _progress(f"garbage probe: repetitions: {settings.probe_repeat}")
+    progress(f"garbage probe: repetitions: {settings.probe_repeat}")
     samples: list[dict[str, Any]] = []
     for rep in range(settings.probe_repeat):
         for backend in BACKENDS:
@@ -120,7 +116,7 @@ def run_gc_probe(
                     )
                 except BenchError as exc:
                     errors.append({"benchmark": "gc_probe", **where, "error": str(exc)})
-                    _progress(f"  ERROR {where}: {exc}")
+                    progress(f"  ERROR {where}: {exc}")
                     continue
                 samples.append({**where, "rep": rep, **times})
     return samples
@@ -129,7 +125,7 @@ def run_gc_probe(
 def run_startup(
     settings: Settings, env: dict[str, str], errors: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    _progress(f"start-up: repetitions: {settings.startup_repeat}")
+    progress(f"start-up: repetitions: {settings.startup_repeat}")
     samples: list[dict[str, Any]] = []
     for rep in range(settings.startup_repeat):
         for backend in BACKENDS:
@@ -139,7 +135,7 @@ def run_startup(
                     seconds = startup_time(contender, backend, env)
                 except BenchError as exc:
                     errors.append({"benchmark": "startup", **where, "error": str(exc)})
-                    _progress(f"  ERROR {where}: {exc}")
+                    progress(f"  ERROR {where}: {exc}")
                     continue
                 samples.append({**where, "rep": rep, "total": seconds})
     return samples
@@ -148,7 +144,7 @@ def run_startup(
 def run_inprocess(
     settings: Settings, env: dict[str, str], errors: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    _progress(f"in-process: {settings.inprocess_calls} calls per runner and backend")
+    progress(f"in-process: {settings.inprocess_calls} calls per runner and backend")
     results: dict[str, Any] = {}
     for backend in BACKENDS:
         try:
@@ -157,7 +153,7 @@ def run_inprocess(
             )
         except (BenchError, subprocess.TimeoutExpired) as exc:
             errors.append({"benchmark": "inprocess", "backend": backend, "error": str(exc)})
-            _progress(f"  ERROR {backend}: {exc}")
+            progress(f"  ERROR {backend}: {exc}")
     return results
 
 
@@ -246,19 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "startup": {"summary": summarize_pairs(startup_samples), "samples": startup_samples},
         "inprocess": {"summary": summarize_pairs([], inprocess), "samples": inprocess},
     }
-    report = markdown_report(results)
-    print(report)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(
-        json.dumps(no_nan(results), indent=1, allow_nan=False) + "\n", encoding="utf-8"
-    )
-    if args.markdown:
-        args.markdown.write_text(report, encoding="utf-8")
-    _progress(f"wrote {json_path} after {results['runtime_s']:.0f} s")
-    if errors:
-        _progress(f"{len(errors)} error(s); see 'errors' in {json_path}")
-        return 1
-    return 0
+    return publish(results, markdown_report(results), json_path, args.markdown)
 
 
 if __name__ == "__main__":

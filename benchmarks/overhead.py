@@ -38,7 +38,7 @@ from typing import Any
 
 from _bench_env import check_children_use, machine_info, snapshot_source
 from _bench_measure import BACKENDS, HERE, PYTHON, BenchError
-from _bench_report import no_nan, summarize
+from _bench_report import progress, publish, summarize
 
 #: The goal for asyncio: what drain() or in_flight() may add to each item.
 GOAL_NS = 2_000.0
@@ -52,10 +52,6 @@ class Settings:
     passes: int  # child processes per backend
     rounds: int  # rounds per child; each round runs every case once
     items: int  # items per case and round
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -90,14 +86,14 @@ def run_passes(
     backends = list(BACKENDS)
     samples: list[dict[str, Any]] = []
     for pass_ in range(settings.passes):
-        _progress(f"overhead: pass {pass_ + 1}/{settings.passes}")
+        progress(f"overhead: pass {pass_ + 1}/{settings.passes}")
         shift = pass_ % len(backends)
         for backend in backends[shift:] + backends[:shift]:
             try:
                 found = run_child(backend, settings, env)
             except BenchError as exc:
                 errors.append({"benchmark": "overhead", "backend": backend, "error": str(exc)})
-                _progress(f"  ERROR {backend}: {exc}")
+                progress(f"  ERROR {backend}: {exc}")
                 continue
             samples += [{"backend": backend, "pass": pass_, **s} for s in found]
     return samples
@@ -246,19 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "errors": errors,
         "overhead": {"summary": summarize_overhead(samples), "samples": samples},
     }
-    report = markdown_report(results)
-    print(report)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(
-        json.dumps(no_nan(results), indent=1, allow_nan=False) + "\n", encoding="utf-8"
-    )
-    if args.markdown:
-        args.markdown.write_text(report, encoding="utf-8")
-    _progress(f"wrote {json_path} after {results['runtime_s']:.0f} s")
-    if errors:
-        _progress(f"{len(errors)} error(s); see 'errors' in {json_path}")
-        return 1
-    return 0
+    return publish(results, markdown_report(results), json_path, args.markdown)
 
 
 if __name__ == "__main__":
