@@ -101,6 +101,30 @@ def test_signal_the_main_thread_cannot_handle_still_arms_the_deadline(
     )
 
 
+def test_a_stream_of_other_signals_does_not_hold_off_the_deadline(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """Signals that keep waking the watchdog (here SIGUSR2, flat out) do not delay it."""
+    body = """
+    signal.signal(signal.SIGUSR2, lambda signum, frame: None)
+
+    def flood():
+        while True:
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    async def main():
+        threading.Thread(target=flood, daemon=True).start()
+        say("READY")
+        while True:
+            time.sleep(0.01)  # the loop is stuck
+
+    start(main, grace=0.5)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == FORCED
+    assert "shutdown did not finish within the grace period (0.5 s)" in result.stderr
+
+
 def test_hung_non_daemon_thread_does_not_hold_the_process(tmp_path: Path, backend: Backend) -> None:
     """A non-daemon thread that never returns is named, and the process ends anyway."""
     body = """

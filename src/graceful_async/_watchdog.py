@@ -78,10 +78,12 @@ class Watchdog:
             left = self._deadline() - time.monotonic()
             timeout = None if math.isinf(left) else max(0.0, left)
             ready, _, _ = select.select([reader], [], [], timeout)
+            # Checked on every wake-up, not only on a timeout: a steady stream of
+            # signals (SIGCHLD, say) could otherwise keep select() from ever timing out.
+            if time.monotonic() >= self._deadline():
+                self._fire(self._deadline_reason())
+                return
             if not ready:
-                if time.monotonic() >= self._deadline():
-                    self._fire(self._deadline_reason())
-                    return
                 continue
             data = state.watchdog_waker.drain()
             if b"q" in data:
