@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import Backend, Child, run_program, write_program
+from .helpers import WAIT, Backend, Child, run_program, write_program
 
 FORCED = graceful_async.FORCED_EXIT_STATUS
 
@@ -123,6 +124,59 @@ def test_a_stream_of_other_signals_does_not_hold_off_the_deadline(
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
     assert "shutdown did not finish within the grace period (0.5 s)" in result.stderr
+
+
+def test_a_signal_main_took_over_arms_nothing(tmp_path: Path, backend: Backend) -> None:
+    """If main installs its own handler for SIGTERM, that signal is main's business."""
+    body = """
+    async def main():
+        signal.signal(signal.SIGTERM, lambda signum, frame: print("main's handler"))
+        say("READY")
+        await anyio.sleep(1.5)  # longer than grace: no deadline may be running
+        print("main returned")
+
+    start(main, grace=0.5)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == 0, result.stderr
+    assert result.lines[1:] == ["main's handler", "main returned"]
+
+
+def test_a_full_stderr_pipe_does_not_hold_off_the_forced_exit(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """Nobody reads our stderr and the pipe is full: the report is cut, the exit is not."""
+    body = """
+    def fill_stderr():
+        while True:
+            os.write(2, b"x" * 4096)  # blocks for good once the pipe is full
+
+    async def main():
+        threading.Thread(target=fill_stderr, daemon=True).start()
+        say("READY")
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(60)
+
+    start(main, grace=0.5)
+    """
+    program = write_program(tmp_path, body)
+    proc = subprocess.Popen(
+        [sys.executable, str(program)],
+        env=backend.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,  # never read
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"READY\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(WAIT) == FORCED
+    finally:
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_hung_non_daemon_thread_does_not_hold_the_process(tmp_path: Path, backend: Backend) -> None:

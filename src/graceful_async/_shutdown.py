@@ -87,6 +87,13 @@ class _Waker:
         except OSError:  # full (a wake-up is pending anyway) or closed (run() is over)
             pass
 
+    def read_some(self) -> bytes:
+        """One read of what is there: under a stream of bytes, drain() might not end."""
+        try:
+            return self.reader.recv(65536)
+        except OSError:
+            return b""
+
     def drain(self) -> bytes:
         chunks = []
         with contextlib.suppress(OSError):
@@ -126,6 +133,8 @@ class ShutdownState:
         #: The wake-up fd that ours replaced, to which the watchdog passes signal bytes on
         #: (-1: none). Written by the loop only.
         self.forward_fd = -1
+        #: Our Python-level handler for the shutdown signals, once installed.
+        self.signal_handler: object = None
         self.loop_thread = threading.get_ident()
         self.loop_waker = _Waker()
         self.watchdog_waker = _Waker()

@@ -45,6 +45,8 @@ def handlers_installed(
     def handler(signum: int, frame: FrameType | None) -> None:
         state.signal_received(signum)
 
+    state.signal_handler = handler
+
     # The watchdog thread builds and writes the report: nothing to do here but wake it.
     def dump(signum: int, frame: FrameType | None) -> None:
         state.watchdog_waker.poke(b"d")

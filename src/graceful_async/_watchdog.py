@@ -85,7 +85,7 @@ class Watchdog:
                 return
             if not ready:
                 continue
-            data = state.watchdog_waker.drain()
+            data = state.watchdog_waker.read_some()
             if b"q" in data:
                 return
             if b"k" in data:
@@ -94,7 +94,8 @@ class Watchdog:
             if b"d" in data:
                 # A live report: built here, off the loop, so a blocked or busy loop
                 # cannot delay it, and written while the service carries on.
-                write_stderr(build_report(state, "report on request", None, self.list_tasks))
+                report = build_report(state, "report on request", None, self.list_tasks)
+                write_stderr(report, min(1.0, max(0.0, self._deadline() - time.monotonic())))
             self._signal_bytes(bytes(b for b in data if 0 < b < _NSIG))
 
     def _signal_bytes(self, signums: bytes) -> None:
@@ -111,7 +112,10 @@ class Watchdog:
         state.loop_waker.poke()
         # A signal we handle bounds the process from now on, even if the main thread is
         # blocked and its Python-level handler, which starts the shutdown, cannot run yet.
-        if self._signal_seen_at is None and any(n in self._signals for n in signums):
+        # Only while that handler is still ours: main may have taken the signal over.
+        if self._signal_seen_at is None and any(
+            n in self._signals and signal.getsignal(n) is state.signal_handler for n in signums
+        ):
             self._signal_seen_at = time.monotonic()
 
     def _deadline(self) -> float:
@@ -223,13 +227,22 @@ class _Flusher:
         self._go.set()
 
 
-def write_stderr(text: str) -> None:
-    # Straight to file descriptor 2: sys.stderr's buffer lock may be held by a thread
-    # that is stuck, and the report must get out even if logging was never configured.
+def write_stderr(text: str, timeout: float = 1.0) -> None:
+    """Write ``text`` to file descriptor 2, giving up after ``timeout`` seconds.
+
+    Straight to the descriptor: sys.stderr's buffer lock may be held by a thread that is
+    stuck, and the report must get out even if logging was never configured. In pieces
+    no larger than PIPE_BUF, each only once select() says it fits, so that a pipe nobody
+    reads cannot block the watchdog (and with it the deadline).
+    """
     data = text.encode("utf-8", "replace")
-    with contextlib.suppress(OSError):
+    give_up = time.monotonic() + timeout
+    with contextlib.suppress(OSError, ValueError):
         while data:
-            data = data[os.write(2, data) :]
+            left = give_up - time.monotonic()
+            if left <= 0 or not select.select([], [2], [], left)[1]:
+                return
+            data = data[os.write(2, data[: select.PIPE_BUF]) :]
 
 
 def force_exit(  # pragma: no cover - ends the process
