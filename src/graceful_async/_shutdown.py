@@ -175,6 +175,15 @@ class ShutdownState:
         else:
             self.watchdog_waker.poke(b"k")
 
+    async def wait_requested(self) -> None:
+        """Return once the shutdown has begun (at once if it has). On the loop only."""
+        if self.trigger is None and self.requested is not None:
+            # The loop sets the event when it applies the trigger, which happens after
+            # any trigger set between the check above and this wait.
+            await self.requested.wait()
+        else:
+            await anyio.lowlevel.checkpoint()
+
     def work_done(self, unit: object) -> None:
         """Take ``unit`` off the in-flight set; the last one out ends the drain phase."""
         self.in_flight.discard(unit)
@@ -416,12 +425,7 @@ async def wait_shutdown_requested() -> None:
             "wait_shutdown_requested() needs an active graceful_async.run() and must be "
             "awaited on its event loop; other threads can poll shutdown_requested()"
         )
-    if state.trigger is None and state.requested is not None:
-        # The loop sets the event when it applies the trigger, which happens after any
-        # trigger set between the check above and this wait.
-        await state.requested.wait()
-    else:
-        await anyio.lowlevel.checkpoint()
+    await state.wait_requested()
 
 
 def check_exit_code(name: str, value: object) -> int:

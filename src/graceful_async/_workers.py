@@ -257,7 +257,7 @@ class _Supervisor:
         # The backoff ends early if the shutdown begins: the worker is not restarted then.
         with anyio.move_on_after(delay):
             if state is not None:
-                await _wait_for_trigger(state)
+                await state.wait_requested()
             else:
                 await anyio.sleep_forever()
         return not self._shutting_down(state)
@@ -272,8 +272,3 @@ class _Supervisor:
     @staticmethod
     def _shutting_down(state: ShutdownState | None) -> bool:
         return state is not None and state.trigger is not None
-
-
-async def _wait_for_trigger(state: ShutdownState) -> None:
-    if state.requested is not None and state.trigger is None:
-        await state.requested.wait()
