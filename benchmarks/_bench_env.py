@@ -9,7 +9,10 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -116,3 +119,17 @@ def machine_info() -> dict[str, Any]:
         "loadavg_at_start": list(os.getloadavg()),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+@contextmanager
+def snapshot_env() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """Copy the library aside and yield (its description, an environment that uses it).
+
+    Children import the copy, so an edit to src/ during a long run cannot mix versions.
+    """
+    with tempfile.TemporaryDirectory(prefix="graceful-async-bench-") as snapshot:
+        source = snapshot_source(Path(snapshot))
+        path = os.pathsep.join(p for p in (snapshot, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONPATH": path}
+        check_children_use(Path(snapshot), env)
+        yield source, env

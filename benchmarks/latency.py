@@ -26,14 +26,13 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from _bench_env import check_children_use, machine_info, snapshot_source
+from _bench_env import machine_info, snapshot_env
 from _bench_measure import (
     BACKENDS,
     FLOOR,
@@ -218,11 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     machine = machine_info()
     errors: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="graceful-async-bench-") as snapshot:
-        source = snapshot_source(Path(snapshot))
-        path = os.pathsep.join(p for p in (snapshot, os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, "PYTHONPATH": path}
-        check_children_use(Path(snapshot), env)
+    with snapshot_env() as (source, env):
         exit_samples = run_exit_latency(settings, env, errors)
         probe_samples = run_gc_probe(settings, env, errors)
         startup_samples = run_startup(settings, env, errors)

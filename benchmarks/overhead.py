@@ -29,14 +29,13 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from _bench_env import check_children_use, machine_info, snapshot_source
+from _bench_env import machine_info, snapshot_env
 from _bench_measure import BACKENDS, HERE, PYTHON, BenchError
 from _bench_report import progress, publish, summarize
 
@@ -227,11 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     machine = machine_info()
     errors: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="graceful-async-bench-") as snapshot:
-        source = snapshot_source(Path(snapshot))
-        path = os.pathsep.join(p for p in (snapshot, os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, "PYTHONPATH": path}
-        check_children_use(Path(snapshot), env)
+    with snapshot_env() as (source, env):
         samples = run_passes(settings, env, errors)
     machine["loadavg_at_end"] = list(os.getloadavg())
     results: dict[str, Any] = {
