@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .helpers import BACKENDS, Backend
+from .helpers import BACKENDS, SYSTEMD_VARIABLES, Backend
 
 
 @pytest.fixture(params=BACKENDS, ids=[b.id for b in BACKENDS])
@@ -26,7 +26,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith("GRACEFUL_ASYNC_"):
+        if name.startswith("GRACEFUL_ASYNC_") or name in SYSTEMD_VARIABLES:
             monkeypatch.delenv(name)
 
 

@@ -19,6 +19,9 @@ import graceful_async
 # Generous: these bound hangs, they never measure.
 WAIT = 30.0
 
+# A test run under systemd must not talk to the real service manager.
+SYSTEMD_VARIABLES = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"})
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -39,7 +42,7 @@ class Backend:
         env["GA_BACKEND"] = self.name
         env["GA_UVLOOP"] = "1" if self.options.get("use_uvloop") else ""
         for name in list(env):
-            if name.startswith("GRACEFUL_ASYNC_"):
+            if name.startswith("GRACEFUL_ASYNC_") or name in SYSTEMD_VARIABLES:
                 del env[name]
         return env
 

@@ -9,7 +9,9 @@ from ._hooks import on_shutdown as on_shutdown
 from ._runner import run as run
 from ._scopes import cleanup_scope as cleanup_scope
 from ._scopes import in_flight as in_flight
+from ._shutdown import is_ready as is_ready
 from ._shutdown import request_shutdown as request_shutdown
+from ._shutdown import set_ready as set_ready
 from ._shutdown import shutdown_reason as shutdown_reason
 from ._shutdown import shutdown_requested as shutdown_requested
 from ._shutdown import time_left as time_left
@@ -24,9 +26,11 @@ __all__ = [
     "cleanup_scope",
     "drain",
     "in_flight",
+    "is_ready",
     "on_shutdown",
     "request_shutdown",
     "run",
+    "set_ready",
     "shutdown_reason",
     "shutdown_requested",
     "time_left",

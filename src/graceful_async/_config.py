@@ -25,6 +25,7 @@ It fits inside ``docker stop``'s 10 s, leaving room for the interpreter to exit.
 
 GRACE_ENV = "GRACEFUL_ASYNC_GRACE"
 DRAIN_ENV = "GRACEFUL_ASYNC_DRAIN"
+PRE_DRAIN_DELAY_ENV = "GRACEFUL_ASYNC_PRE_DRAIN_DELAY"
 
 _UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
 
@@ -38,6 +39,9 @@ class RunConfig:
     signals: tuple[signal.Signals, ...]
     dump_signal: signal.Signals | None
     exit_codes: dict[signal.Signals, int]
+    pre_drain_delay: float = 0.0
+    ready_on_start: bool = True
+    reload_signal: signal.Signals | None = None
 
 
 def is_async_callable(fn: object) -> bool:
@@ -58,6 +62,10 @@ def make_config(
     exit_codes: object,
     drain: object = None,
     dump_signal: object = None,
+    *,
+    pre_drain_delay: object = None,
+    ready_on_start: object = True,
+    reload_signal: object = None,
 ) -> RunConfig:
     if not is_async_callable(main):
         raise TypeError(
@@ -66,14 +74,24 @@ def make_config(
         )
     checked_grace = _check_grace(grace)
     checked_signals = _check_signals(signals)
+    delay = _check_pre_drain_delay(pre_drain_delay, checked_grace)
+    if not isinstance(ready_on_start, bool):
+        raise TypeError(f"ready_on_start must be True or False, got {ready_on_start!r}")
+    checked_dump = _check_extra_signal("dump_signal", dump_signal, checked_signals)
+    checked_reload = _check_extra_signal("reload_signal", reload_signal, checked_signals)
+    if checked_dump is not None and checked_dump == checked_reload:
+        raise ValueError(f"dump_signal and reload_signal must differ, both are {checked_dump.name}")
     return RunConfig(
         backend=_check_backend(backend, backend_options),
         backend_options=_check_backend_options(backend, backend_options),
         grace=checked_grace,
-        drain=_check_drain(drain, checked_grace),
+        drain=_check_drain(drain, checked_grace, delay),
         signals=checked_signals,
-        dump_signal=_check_dump_signal(dump_signal, checked_signals),
+        dump_signal=checked_dump,
         exit_codes=_check_exit_codes(exit_codes),
+        pre_drain_delay=delay,
+        ready_on_start=ready_on_start,
+        reload_signal=checked_reload,
     )
 
 
@@ -126,18 +144,38 @@ def _check_grace(grace: object) -> float:
     return DEFAULT_GRACE if seconds is None else seconds
 
 
-def _check_drain(drain: object, grace: float) -> float:
-    seconds = _seconds("drain", drain, DRAIN_ENV)
+def _check_pre_drain_delay(delay: object, grace: float) -> float:
+    seconds = _seconds("pre_drain_delay", delay, PRE_DRAIN_DELAY_ENV)
     if seconds is None:
-        return grace / 2
+        return 0.0
     if seconds >= grace and seconds > 0:
-        source = "drain" if drain is not None else f"the environment variable {DRAIN_ENV}"
+        source = _source("pre_drain_delay", delay, PRE_DRAIN_DELAY_ENV)
         raise ValueError(
             f"{source} must be shorter than the grace period ({grace:g} s), got "
-            f"{seconds:g}; the drain phase is part of it, and the cancellation and "
+            f"{seconds:g}; the delay is part of it, and the drain, cancellation and "
             "hooks that follow need time too"
         )
     return seconds
+
+
+def _check_drain(drain: object, grace: float, delay: float = 0.0) -> float:
+    seconds = _seconds("drain", drain, DRAIN_ENV)
+    if seconds is None:
+        # Half of what the pre-drain delay leaves of the grace period.
+        return (grace - delay) / 2
+    if seconds + delay >= grace and seconds > 0:
+        source = _source("drain", drain, DRAIN_ENV)
+        less = f" less the pre-drain delay ({delay:g} s)" if delay else ""
+        raise ValueError(
+            f"{source} must be shorter than the grace period ({grace:g} s){less}, got "
+            f"{seconds:g}; the drain phase is part of it, and the "
+            "cancellation and hooks that follow need time too"
+        )
+    return seconds
+
+
+def _source(name: str, value: object, env: str) -> str:
+    return name if value is not None else f"the environment variable {env}"
 
 
 def _seconds(name: str, value: object, env: str) -> float | None:
@@ -184,19 +222,21 @@ def _check_signals(signals: object) -> tuple[signal.Signals, ...]:
     return tuple(result)
 
 
-def _check_dump_signal(
-    dump_signal: object, signals: tuple[signal.Signals, ...]
+_EXAMPLES = {"dump_signal": "signal.SIGUSR1", "reload_signal": "signal.SIGHUP"}
+
+
+def _check_extra_signal(
+    name: str, value: object, signals: tuple[signal.Signals, ...]
 ) -> signal.Signals | None:
-    if dump_signal is None:
+    if value is None:
         return None
-    if isinstance(dump_signal, bool) or not isinstance(dump_signal, int):
+    if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
-            f"dump_signal must be None or a signal number such as signal.SIGUSR1, "
-            f"got {dump_signal!r}"
+            f"{name} must be None or a signal number such as {_EXAMPLES[name]}, got {value!r}"
         )
-    sig = _to_signal("dump_signal", dump_signal)
+    sig = _to_signal(name, value)
     if sig in signals:
-        raise ValueError(f"dump_signal must not be one of the shutdown signals, got {sig.name}")
+        raise ValueError(f"{name} must not be one of the shutdown signals, got {sig.name}")
     return sig
 
 

@@ -96,13 +96,13 @@ class drain(AsyncIterator[T]):  # lower case: used like a function, as in_flight
                 await anyio.lowlevel.checkpoint()
             except anyio.get_cancelled_exc_class():
                 self._release(task)
-                if state is None or state.trigger is None:
+                if state is None or not state.stopping:
                     raise
                 # Level-triggered: the tree's cancellation hits the next await anyway;
                 # the loop itself ends normally, as it does on every other path.
                 raise StopAsyncIteration from None
         self._release(task)
-        if state is not None and state.trigger is not None:
+        if state is not None and state.stopping:
             raise StopAsyncIteration
         if stream is not None:
             # The fast path: an item already buffered is taken with no await between
@@ -126,7 +126,7 @@ class drain(AsyncIterator[T]):  # lower case: used like a function, as in_flight
         # await below, so a trigger either shows up here or cancels the wait.
         state.item_waits.add(scope)
         try:
-            if state.trigger is not None:  # pragma: no cover - a signal between bytecodes
+            if state.stopping:  # pragma: no cover - a signal between bytecodes
                 raise StopAsyncIteration
             with scope:
                 # If the source hands out an item even though the scope was cancelled

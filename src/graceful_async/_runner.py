@@ -34,8 +34,9 @@ from ._exit import Outcome, conclude, exit_status, remove_quiet_hook
 from ._log import logger
 from ._report import RELAY_TASK_NAME
 from ._scopes import bounded_scope, to_loop_clock
-from ._shutdown import ShutdownState, Trigger, active_run
+from ._shutdown import ShutdownState, Trigger, active_run, set_ready
 from ._signals import handlers_installed, wakeup_fd_chained
+from ._systemd import Notifier
 from ._watchdog import Watchdog, dismiss_exit_guards, guard_interpreter_exit
 
 if TYPE_CHECKING:
@@ -59,6 +60,9 @@ def run(
     signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
     exit_codes: Mapping[int, int] | None = None,
     dump_signal: int | None = None,
+    reload_signal: int | None = None,
+    pre_drain_delay: float | None = None,
+    ready_on_start: bool = True,
 ) -> T:
     """Run ``main(*args)`` and shut it down gracefully on SIGINT, SIGTERM or request.
 
@@ -96,6 +100,16 @@ def run(
             every task and thread to stderr while the service keeps running (the stuck
             report, on demand). Off by default, since handling a signal changes what
             it does when nobody handles it (SIGUSR1 would otherwise end the process).
+        reload_signal: A signal, such as ``signal.SIGHUP``, on which to run the
+            `on_reload` hooks, one at a time, while the service keeps running. Off by
+            default, like ``dump_signal``.
+        pre_drain_delay: Seconds between a shutdown signal (or `request_shutdown`) and
+            the start of the drain, in which the service reports itself not ready
+            (`is_ready`) but keeps working as before, so that load balancers can stop
+            sending it traffic first. Counted within ``grace``. Defaults to the
+            ``GRACEFUL_ASYNC_PRE_DRAIN_DELAY`` environment variable, else 0.
+        ready_on_start: Mark the service ready (`set_ready`) as main starts. Pass
+            False to call `set_ready` yourself when the service is ready.
 
     Returns:
         main's return value, when main finished by itself.
@@ -107,8 +121,9 @@ def run(
             the interpreter exits by SIGINT, as the shell expects, without a traceback.
         TypeError: If ``main`` is not an async function, or an argument has the wrong
             type.
-        ValueError: If ``backend``, ``grace``, ``drain``, ``signals``, ``exit_codes`` or
-            ``dump_signal`` is invalid, or ``drain`` is not shorter than ``grace``.
+        ValueError: If ``backend``, ``grace``, ``drain``, ``pre_drain_delay``,
+            ``signals``, ``exit_codes``, ``dump_signal`` or ``reload_signal`` is
+            invalid, or ``pre_drain_delay`` plus ``drain`` is not shorter than ``grace``.
         ModuleNotFoundError: If trio or uvloop is asked for but not installed.
         RuntimeError: If another `run()` is active in this process.
 
@@ -128,13 +143,26 @@ def run(
         ```
     """
     config = make_config(
-        main, backend, backend_options, grace, signals, exit_codes, drain, dump_signal
+        main,
+        backend,
+        backend_options,
+        grace,
+        signals,
+        exit_codes,
+        drain,
+        dump_signal,
+        pre_drain_delay=pre_drain_delay,
+        ready_on_start=ready_on_start,
+        reload_signal=reload_signal,
     )
     remove_quiet_hook()
     dismiss_exit_guards()
     escaped: list[BaseException] = []
+    state = ShutdownState(
+        config.grace, config.drain, config.pre_drain_delay, Notifier.from_environ()
+    )
     with (
-        active_run(ShutdownState(config.grace, config.drain)) as state,
+        active_run(state),
         _hooks.reopened_afterwards(),
         Watchdog(state, config.signals) as watchdog,
         handlers_installed(state, config.signals, config.dump_signal) as handled,
@@ -181,6 +209,8 @@ async def _supervise(
         await tg.start(relay.run, name=RELAY_TASK_NAME)
         _enter_phase(state, "running")
         relay.apply()
+        if config.ready_on_start:
+            set_ready()
         try:
             with main_scope:
                 outcome.value = await call_main()
@@ -219,7 +249,7 @@ def _trigger_for(outcome: Outcome) -> Trigger:
 def _enter_phase(state: ShutdownState, phase: str, done: str = "") -> None:
     """Move on to ``phase``, logging how long the phase that ends took (and ``done``)."""
     now = time.monotonic()
-    if state.phase in ("cancelling", "hooks") or (state.phase == "draining" and done):
+    if state.phase in ("pre-drain", "cancelling", "hooks") or (state.phase == "draining" and done):
         detail = f" ({done})" if done else ""
         logger.info("%s phase took %.3f s%s", state.phase, now - state.phase_started, detail)
     state.phase = phase
@@ -236,6 +266,7 @@ class _Relay:
         self._handled = handled
         self._main_scope = main_scope
         self._backend = backend
+        self._announced = False
         self._applied_trigger = False
         self._applied_escalation = False
         self.main_done = False
@@ -259,10 +290,18 @@ class _Relay:
     async def _relay(self) -> None:
         state = self._state
         waker = state.loop_waker
+        notifier = state.notifier
         while True:
-            # While draining, also wake up at the drain deadline.
-            wake_by = to_loop_clock(state.drain_deadline) if state.phase == "draining" else inf
-            with anyio.CancelScope(deadline=wake_by):
+            # Pinged from the loop itself: a loop that is blocked stops pinging, and
+            # systemd then restarts the service, which is the point of its watchdog.
+            next_ping = notifier.ping_if_due() if notifier is not None else inf
+            # Also wake up when the pre-drain delay or the drain phase ends.
+            wake_by = next_ping
+            if state.phase == "pre-drain":
+                wake_by = min(wake_by, state.drain_begins_at)
+            elif state.phase == "draining":
+                wake_by = min(wake_by, state.drain_deadline)
+            with anyio.CancelScope(deadline=to_loop_clock(wake_by)):
                 await anyio.wait_readable(waker.reader)
             waker.drain()
             self.apply()
@@ -270,20 +309,10 @@ class _Relay:
     def apply(self) -> None:
         state = self._state
         trigger = state.trigger
-        if trigger is not None and not self._applied_trigger:
-            self._applied_trigger = True
-            logger.info("%s, shutting down (grace %.1f s)", trigger.headline(), state.grace)
-            assert state.requested is not None
-            state.requested.set()
-            # drain() loops waiting for their next item stop waiting: they take no more.
-            # Until each has woken up it counts as in flight: the source may already
-            # have handed it an item, which must then get its drain time too.
-            for scope in list(state.item_waits):
-                state.in_flight.add(scope)
-                scope.cancel("shutdown requested: no new work")
-            if state.phase == "running":
-                self._drain_began_with = len(state.in_flight)
-                _enter_phase(state, "draining")
+        if trigger is not None and not self._announced:
+            self._announce(trigger)
+        if trigger is not None and not self._applied_trigger and (self.main_done or state.stopping):
+            self._begin_drain()
         if state.phase == "draining":
             self._maybe_end_drain(trigger)
         # Pull open cleanup scopes in to the soft deadline at every wake-up, not only the
@@ -297,6 +326,36 @@ class _Relay:
             logger.warning("second signal: cancelling everything still running, exiting within 1 s")
             for scope in list(state.bounded_scopes):
                 scope.cancel("second signal")
+
+    def _announce(self, trigger: Trigger) -> None:
+        # The moment of the trigger: is_ready() has already turned False, and systemd
+        # learns that the stop has begun. The program itself keeps running as before
+        # until the drain begins, right away or after the pre-drain delay.
+        state = self._state
+        self._announced = True
+        logger.info("%s, shutting down (grace %.1f s)", trigger.headline(), state.grace)
+        if state.notifier is not None:
+            state.notifier.stopping(trigger.describe(), state.deadline - time.monotonic())
+        delay = state.drain_begins_at - time.monotonic()
+        if state.phase == "running" and delay > 0 and not self.main_done:
+            logger.info("not ready; still serving for the pre-drain delay (%.1f s)", delay)
+            _enter_phase(state, "pre-drain")
+
+    def _begin_drain(self) -> None:
+        state = self._state
+        self._applied_trigger = True
+        state.drain_began = True
+        assert state.requested is not None
+        state.requested.set()
+        # drain() loops waiting for their next item stop waiting: they take no more.
+        # Until each has woken up it counts as in flight: the source may already
+        # have handed it an item, which must then get its drain time too.
+        for scope in list(state.item_waits):
+            state.in_flight.add(scope)
+            scope.cancel("shutdown requested: no new work")
+        if state.phase in ("running", "pre-drain"):
+            self._drain_began_with = len(state.in_flight)
+            _enter_phase(state, "draining", "delay over" if state.phase == "pre-drain" else "")
 
     def _maybe_end_drain(self, trigger: Trigger | None) -> None:
         # The drain phase: the trigger is known, but main's tree keeps running so that the

@@ -24,7 +24,13 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     from anyio import CancelScope, Event
 
+    from ._systemd import Notifier
+
 TriggerKind = Literal["signal", "request", "exit", "error", "failure", "return"]
+
+# The triggers that let work in flight finish: for them the pre-drain delay and the
+# drain phase apply. sys.exit and errors cancel at once, as anyio does.
+DRAINING_TRIGGERS = frozenset({"signal", "request", "failure"})
 
 #: How long the program may still take after a second signal, in seconds.
 ESCALATION_TIMEOUT = 1.0
@@ -109,9 +115,23 @@ class _Waker:
 class ShutdownState:
     """The state of one active run(). Created by run(), fed by the signal handlers."""
 
-    def __init__(self, grace: float, drain: float = 0.0) -> None:
+    def __init__(
+        self,
+        grace: float,
+        drain: float = 0.0,
+        pre_drain_delay: float = 0.0,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.grace = grace
         self.drain = drain
+        self.pre_drain_delay = pre_drain_delay
+        #: Tells systemd about readiness and the stop, when NOTIFY_SOCKET asks for it.
+        self.notifier = notifier
+        #: Whether the program said it is ready (set_ready(), or main starting). Written
+        #: once, from any thread.
+        self.marked_ready = False
+        #: Set by the loop when the drain phase has begun (after the pre-drain delay).
+        self.drain_began = False
         self.phase = "starting"
         self.phase_started = time.monotonic()
         self.running_hooks: dict[str, float] = {}
@@ -176,10 +196,10 @@ class ShutdownState:
             self.watchdog_waker.poke(b"k")
 
     async def wait_requested(self) -> None:
-        """Return once the shutdown has begun (at once if it has). On the loop only."""
-        if self.trigger is None and self.requested is not None:
-            # The loop sets the event when it applies the trigger, which happens after
-            # any trigger set between the check above and this wait.
+        """Return once the drain has begun (at once if it has). On the loop only."""
+        if not self.stopping and self.requested is not None:
+            # The loop sets the event when the drain begins, which happens after any
+            # trigger set between the check above and this wait.
             await self.requested.wait()
         else:
             await anyio.lowlevel.checkpoint()
@@ -251,12 +271,42 @@ class ShutdownState:
         return soft
 
     @property
+    def drain_begins_at(self) -> float:
+        """When the drain phase begins: after the pre-drain delay, for the triggers that
+        drain (time.monotonic()). A second signal cuts the delay short."""
+        trigger = self.trigger
+        if trigger is None:
+            return math.inf
+        begins = trigger.at
+        if trigger.kind in DRAINING_TRIGGERS:
+            begins += self.pre_drain_delay
+        if self._escalated_at is not None:
+            begins = min(begins, self._escalated_at)
+        return begins
+
+    @property
     def drain_deadline(self) -> float:
         """When the drain phase ends at the latest (time.monotonic())."""
         trigger = self.trigger
         if trigger is None:
             return math.inf
-        return min(trigger.at + self.drain, self.soft_deadline)
+        return min(self.drain_begins_at + self.drain, self.soft_deadline)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the program should stop taking work: the drain phase has begun.
+
+        True from the trigger on, except during the pre-drain delay, in which the program
+        keeps serving as before (it only reports itself not ready).
+        """
+        if self.trigger is None:
+            return False
+        return self.drain_began or time.monotonic() >= self.drain_begins_at
+
+    @property
+    def ready(self) -> bool:
+        """Marked ready, and no shutdown triggered (not even in the pre-drain delay)."""
+        return self.marked_ready and self.trigger is None
 
     def time_left(self) -> float:
         """Seconds of cooperative time left; ``math.inf`` before any trigger."""
@@ -265,6 +315,8 @@ class ShutdownState:
     def close(self) -> None:
         self.loop_waker.close()
         self.watchdog_waker.close()
+        if self.notifier is not None:
+            self.notifier.close()
 
 
 def exit_reserve(grace: float) -> float:
@@ -354,12 +406,16 @@ def shutdown_requested() -> bool:
     False. Once run() has returned it stays True until the next run() begins, so that
     threads the interpreter still waits for at exit see that the program is ending.
 
+    With a pre-drain delay (``run(pre_drain_delay=...)``), it turns True only when the
+    delay is over and the drain begins: until then the program keeps working as before,
+    and only `is_ready` has turned False.
+
     Returns:
         True once a signal, `request_shutdown`, ``sys.exit``, an error or main's return
         has started the shutdown.
     """
     state = _observed()
-    return state is not None and state.trigger is not None
+    return state is not None and state.stopping
 
 
 def shutdown_reason() -> str | None:
@@ -371,11 +427,13 @@ def shutdown_reason() -> str | None:
     Returns:
         ``"SIGTERM"``, ``"shutdown requested (deploy)"``, ``"sys.exit(3)"``,
         ``"error in main (...)"``, ``"worker 'consume' failed: ..."`` or ``"main
-        returned"``; None before the shutdown, and before any `graceful_async.run()`.
+        returned"``; None before the shutdown (and during the pre-drain delay, like
+        `shutdown_requested`), and before any `graceful_async.run()`.
     """
     state = _observed()
-    trigger = None if state is None else state.trigger
-    return None if trigger is None else trigger.describe()
+    if state is None or state.trigger is None or not state.stopping:
+        return None
+    return state.trigger.describe()
 
 
 def time_left() -> float:
@@ -406,7 +464,8 @@ async def wait_shutdown_requested() -> None:
     """Wait until the shutdown has begun; return at once if it already has.
 
     The drain phase starts at the same moment, so a task that waits here still has
-    the drain time to wind down before it is cancelled.
+    the drain time to wind down before it is cancelled. With a pre-drain delay, that
+    moment is the end of the delay, not the signal.
 
     Raises:
         RuntimeError: Outside `graceful_async.run()`, or from an event loop other
@@ -426,6 +485,63 @@ async def wait_shutdown_requested() -> None:
             "awaited on its event loop; other threads can poll shutdown_requested()"
         )
     await state.wait_requested()
+
+
+def set_ready() -> None:
+    """Say that the service is ready to take work.
+
+    `is_ready` turns True, and under systemd (``Type=notify``) the service manager is
+    told ``READY=1``. By default `graceful_async.run()` does this as main starts; pass
+    ``run(ready_on_start=False)`` to decide the moment yourself, for example once a
+    server listens or a cache is warm. Safe from any thread; calling it again, or once
+    the shutdown has begun, does nothing.
+
+    Raises:
+        RuntimeError: If no `graceful_async.run()` is active.
+
+    Example:
+        ```python
+        async def main() -> None:
+            await warm_up_cache()
+            graceful_async.set_ready()
+            await serve_forever()
+
+        graceful_async.run(main, ready_on_start=False)
+        ```
+    """
+    state = _active
+    if state is None:
+        raise RuntimeError(
+            "set_ready() needs an active graceful_async.run(); "
+            "call it from the program that run() is running"
+        )
+    if state.marked_ready or state.trigger is not None:
+        return
+    state.marked_ready = True
+    if state.notifier is not None:
+        state.notifier.ready()
+
+
+def is_ready() -> bool:
+    """Tell whether the service is ready for new work, as a readiness probe asks.
+
+    True once the service is marked ready (see `set_ready`) and until its shutdown is
+    triggered. It turns False at the signal itself, before the pre-drain delay, so that
+    load balancers stop sending work while the service still serves what reaches it.
+    Works from any task and any thread; False outside `graceful_async.run()`.
+
+    Returns:
+        Whether to report the service ready.
+
+    Example:
+        ```python
+        async def readyz(request):
+            ready = graceful_async.is_ready()
+            return PlainTextResponse("ok" if ready else "draining", 200 if ready else 503)
+        ```
+    """
+    state = _active
+    return state is not None and state.ready
 
 
 def check_exit_code(name: str, value: object) -> int:

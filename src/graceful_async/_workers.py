@@ -271,4 +271,4 @@ class _Supervisor:
 
     @staticmethod
     def _shutting_down(state: ShutdownState | None) -> bool:
-        return state is not None and state.trigger is not None
+        return state is not None and state.stopping

@@ -1,0 +1,99 @@
+"""The systemd notify protocol: READY, STOPPING, EXTEND_TIMEOUT_USEC and watchdog pings.
+
+systemd hands a ``Type=notify`` service the address of a datagram socket in
+``NOTIFY_SOCKET``: a path, or a name in Linux's abstract namespace when it starts with
+``@``. Each message is one datagram of newline-separated ``KEY=VALUE`` lines. This is the
+whole protocol we need, so it is spoken here with the standard library rather than
+through libsystemd.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from collections.abc import Mapping
+
+from ._log import logger
+
+NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
+
+
+class Notifier:
+    """Sends notifications to the service manager. Never blocks, never raises."""
+
+    def __init__(self, address: str, watchdog_interval: float | None) -> None:
+        # "@name" is the abstract namespace, spelled with a leading NUL byte.
+        self.address = "\0" + address[1:] if address.startswith("@") else address
+        #: Seconds between two WATCHDOG=1 pings (half of what systemd allows), or None.
+        self.watchdog_interval = watchdog_interval
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self._socket.setblocking(False)
+        self._warned = False
+        self._next_ping = 0.0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Notifier | None:
+        """The notifier that the environment asks for, or None outside systemd."""
+        address = environ.get(NOTIFY_SOCKET_ENV, "")
+        if not address.startswith(("/", "@")):
+            return None
+        return cls(address, _watchdog_interval(environ))
+
+    def send(self, **fields: object) -> bool:
+        """Send one message, such as ``send(READY=1)``; True if it went out."""
+        message = "\n".join(f"{key}={value}" for key, value in fields.items())
+        try:
+            self._socket.sendto(message.encode(), self.address)
+        except OSError as exc:
+            # The service must go on, and stop, whether or not systemd listens. Say so
+            # once: a broken notify socket tends to stay broken.
+            if not self._warned:
+                self._warned = True
+                logger.warning("could not notify systemd (%s): %s", message.split("\n")[0], exc)
+            return False
+        return True
+
+    def ready(self) -> None:
+        self.send(READY=1, STATUS="ready")
+
+    def stopping(self, what: str, seconds_left: float) -> None:
+        """Say that the stop has begun, and that it may take ``seconds_left`` more."""
+        fields: dict[str, object] = {"STOPPING": 1, "STATUS": f"stopping: {what}"}
+        if math.isfinite(seconds_left):
+            # systemd's TimeoutStopSec may be shorter than our grace period. Asking for
+            # the time we are sure to need (plus a second for the exit itself) keeps
+            # systemd from killing us inside our own deadline; it is never less than
+            # the stop timeout systemd already granted.
+            fields["EXTEND_TIMEOUT_USEC"] = int((seconds_left + 1.0) * 1_000_000)
+        self.send(**fields)
+
+    def ping_if_due(self) -> float:
+        """Send WATCHDOG=1 if it is time; return when the next ping is due."""
+        if self.watchdog_interval is None:
+            return math.inf
+        now = time.monotonic()
+        if now >= self._next_ping:
+            self.send(WATCHDOG=1)
+            self._next_ping = now + self.watchdog_interval
+        return self._next_ping
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def _watchdog_interval(environ: Mapping[str, str]) -> float | None:
+    # systemd sets WATCHDOG_PID too when the variables might reach other processes; the
+    # pings count only from that process.
+    pid = environ.get("WATCHDOG_PID", "")
+    if pid and pid != str(os.getpid()):
+        return None
+    try:
+        usec = int(environ.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return None
+    if usec <= 0:
+        return None
+    # Half the allowed interval, as sd_watchdog_enabled(3) recommends.
+    return usec / 2 / 1_000_000
