@@ -6,6 +6,8 @@ from ._config import DEFAULT_GRACE as DEFAULT_GRACE
 from ._drain import drain as drain
 from ._hooks import ShutdownHook as ShutdownHook
 from ._hooks import on_shutdown as on_shutdown
+from ._reload import ReloadHook as ReloadHook
+from ._reload import on_reload as on_reload
 from ._runner import run as run
 from ._scopes import cleanup_scope as cleanup_scope
 from ._scopes import in_flight as in_flight
@@ -22,11 +24,13 @@ from ._workers import worker as worker
 __all__ = [
     "DEFAULT_GRACE",
     "FORCED_EXIT_STATUS",
+    "ReloadHook",
     "ShutdownHook",
     "cleanup_scope",
     "drain",
     "in_flight",
     "is_ready",
+    "on_reload",
     "on_shutdown",
     "request_shutdown",
     "run",

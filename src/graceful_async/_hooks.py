@@ -27,13 +27,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-@final
-class ShutdownHook(Generic[T]):
-    """A registered shutdown hook, as returned by `on_shutdown`.
-
-    Calling it calls the wrapped function, so a function decorated with
-    ``@on_shutdown`` stays usable as itself.
-    """
+class Hook(Generic[T]):
+    """A registered hook: a function, its arguments, a time limit and a name."""
 
     __slots__ = ("args", "fn", "name", "timeout")
 
@@ -45,15 +40,38 @@ class ShutdownHook(Generic[T]):
         self.timeout = timeout
         self.name = name
 
-    def unregister(self) -> None:
-        """Remove the hook. Does nothing if it was removed already or has run."""
-        _registry.remove(self)
-
     def __call__(self, *args: Any, **kwargs: Any) -> T:
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"<ShutdownHook {self.name!r} timeout={self.timeout!r}>"
+        return f"<{type(self).__name__} {self.name!r} timeout={self.timeout!r}>"
+
+
+@final
+class ShutdownHook(Hook[T]):
+    """A registered shutdown hook, as returned by `on_shutdown`.
+
+    Calling it calls the wrapped function, so a function decorated with
+    ``@on_shutdown`` stays usable as itself.
+    """
+
+    __slots__ = ()
+
+    def unregister(self) -> None:
+        """Remove the hook. Does nothing if it was removed already or has run."""
+        _registry.remove(self)
+
+
+def check_hook(fn: object, name: object) -> None:
+    """Check the arguments common to every kind of hook."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a string or None, got {name!r}")
+    if fn is not None and not callable(fn):
+        raise TypeError(f"fn must be a callable (sync or async), got {fn!r}")
+
+
+def name_of(fn: Callable[..., Any]) -> str:
+    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))
 
 
 class _Registry:
@@ -158,23 +176,16 @@ def on_shutdown(  # type: ignore[misc]
         ```
     """
     check_timeout(timeout)
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"name must be a string or None, got {name!r}")
+    check_hook(fn, name)
     if fn is None:
 
         def decorate(func: Callable[[], T]) -> ShutdownHook[T]:
             return on_shutdown(func, timeout=timeout, name=name)
 
         return decorate
-    if not callable(fn):
-        raise TypeError(f"fn must be a callable (sync or async), got {fn!r}")
-    hook = ShutdownHook(fn, args, timeout, name or _name_of(fn))
+    hook = ShutdownHook(fn, args, timeout, name or name_of(fn))
     _registry.add(hook)
     return hook
-
-
-def _name_of(fn: Callable[..., Any]) -> str:
-    return str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn))
 
 
 async def run_hooks(state: ShutdownState) -> int:

@@ -32,6 +32,7 @@ from ._backends import (
 from ._config import RunConfig, make_config
 from ._exit import Outcome, conclude, exit_status, remove_quiet_hook
 from ._log import logger
+from ._reload import Reloader
 from ._report import RELAY_TASK_NAME
 from ._scopes import bounded_scope, to_loop_clock
 from ._shutdown import ShutdownState, Trigger, active_run, set_ready
@@ -165,7 +166,9 @@ def run(
         active_run(state),
         _hooks.reopened_afterwards(),
         Watchdog(state, config.signals) as watchdog,
-        handlers_installed(state, config.signals, config.dump_signal) as handled,
+        handlers_installed(
+            state, config.signals, config.dump_signal, config.reload_signal
+        ) as handled,
     ):
 
         def on_escape(exc: BaseException) -> None:
@@ -204,9 +207,12 @@ async def _supervise(
     state.requested = anyio.Event()
     outcome = Outcome()
     main_scope = anyio.CancelScope()
-    relay = _Relay(state, main_scope, config.backend, handled)
+    reloader = Reloader(state) if config.reload_signal is not None else None
+    relay = _Relay(state, main_scope, config.backend, handled, reloader)
     async with anyio.create_task_group() as tg:
         await tg.start(relay.run, name=RELAY_TASK_NAME)
+        if reloader is not None:
+            await tg.start(reloader.run, name="graceful_async reloader")
         _enter_phase(state, "running")
         relay.apply()
         if config.ready_on_start:
@@ -221,6 +227,11 @@ async def _supervise(
         relay.main_done = True
         state.trigger_shutdown(_trigger_for(outcome))
         relay.apply()
+        if reloader is not None:
+            # A reload never overlaps the shutdown hooks.
+            reloader.stop()
+            with bounded_scope():
+                await reloader.wait_stopped()
 
         stray = cancel_stray_tasks(
             config.backend, {current_task_handle(config.backend), relay.task}
@@ -260,9 +271,16 @@ class _Relay:
     """Applies what the signal handlers and other threads recorded, on the loop."""
 
     def __init__(
-        self, state: ShutdownState, main_scope: anyio.CancelScope, backend: str, handled: bool
+        self,
+        state: ShutdownState,
+        main_scope: anyio.CancelScope,
+        backend: str,
+        handled: bool,
+        reloader: Reloader | None = None,
     ) -> None:
         self._state = state
+        self._reloader = reloader
+        self._reloads_seen = 0
         self._handled = handled
         self._main_scope = main_scope
         self._backend = backend
@@ -315,6 +333,9 @@ class _Relay:
             self._begin_drain()
         if state.phase == "draining":
             self._maybe_end_drain(trigger)
+        if self._reloads_seen != state.reloads_requested and self._reloader is not None:
+            self._reloads_seen = state.reloads_requested
+            self._reloader.request()
         # Pull open cleanup scopes in to the soft deadline at every wake-up, not only the
         # first: another thread may still be setting the deadline when we first see the
         # trigger, and a signal after main returned sets it later.
@@ -378,3 +399,5 @@ class _Relay:
         # Log the drain phase only if it had something to wait for.
         _enter_phase(state, "cancelling", why if self._drain_began_with else "")
         self._main_scope.cancel(trigger.describe())
+        if self._reloader is not None:
+            self._reloader.stop()

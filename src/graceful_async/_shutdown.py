@@ -168,6 +168,11 @@ class ShutdownState:
         self._signal_numbers = itertools.count(1)
         self._armed_at: float | None = None
         self._escalated_at: float | None = None
+        self._reload_numbers = itertools.count(1)
+        #: How many reloads were asked for so far; written only by the reload handler.
+        self.reloads_requested = 0
+        #: Whether run() was given a reload_signal (and so runs the reload hooks).
+        self.reloads_enabled = False
 
     # --- called from signal handlers, other threads and the loop: no locks, no logging
 
@@ -194,6 +199,11 @@ class ShutdownState:
             self.escalate()
         else:
             self.watchdog_waker.poke(b"k")
+
+    def reload_requested(self) -> None:
+        """The reload signal arrived: count it and wake the loop."""
+        self.reloads_requested = next(self._reload_numbers)
+        self.loop_waker.poke()
 
     async def wait_requested(self) -> None:
         """Return once the drain has begun (at once if it has). On the loop only."""

@@ -19,8 +19,10 @@ def handlers_installed(
     state: ShutdownState,
     signals: tuple[signal.Signals, ...],
     dump_signal: signal.Signals | None = None,
+    reload_signal: signal.Signals | None = None,
 ) -> Iterator[tuple[signal.Signals, ...]]:
-    """Route ``signals`` to ``state``, and ``dump_signal`` to a live report, in the block.
+    """Route ``signals`` to ``state``, ``dump_signal`` to a live report and
+    ``reload_signal`` to the reload hooks, in the block.
 
     Yields the shutdown signals actually handled. On exit the previous handlers are put
     back: the very objects that were there before.
@@ -51,6 +53,10 @@ def handlers_installed(
     def dump(signum: int, frame: FrameType | None) -> None:
         state.watchdog_waker.poke(b"d")
 
+    # The loop runs the reload hooks; the handler only counts the request and wakes it.
+    def reload(signum: int, frame: FrameType | None) -> None:
+        state.reload_requested()
+
     previous: dict[signal.Signals, Any] = {}
     try:
         for sig in signals:
@@ -63,6 +69,8 @@ def handlers_installed(
         handled = tuple(previous)
         if dump_signal is not None:
             previous[dump_signal] = signal.signal(dump_signal, dump)
+        if reload_signal is not None:
+            previous[reload_signal] = signal.signal(reload_signal, reload)
         yield handled
     finally:
         for sig, old in previous.items():
