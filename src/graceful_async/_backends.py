@@ -121,6 +121,26 @@ def _retrying(lister: TaskLister) -> TaskLister:
     return retry
 
 
+def current_backend() -> str:
+    """The backend of the running event loop: ``"asyncio"`` or ``"trio"``."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return "trio"
+    return "asyncio"
+
+
+def all_tasks(backend: str) -> set[object]:
+    """The asyncio tasks alive now (trio has no tasks outside the task tree)."""
+    if backend == "trio":
+        return set()
+    import asyncio
+
+    return set(asyncio.all_tasks())
+
+
 def cancel_stray_tasks(backend: str, own: set[object]) -> list[Any]:
     """Cancel the tasks that live outside main's task tree, and return them.
 

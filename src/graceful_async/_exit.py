@@ -132,6 +132,27 @@ def remove_quiet_hook() -> None:
         sys.excepthook = sys.excepthook.previous
 
 
+def exit_code(
+    outcome: Outcome, trigger: Trigger, exit_codes: dict[signal.Signals, int], failed: bool
+) -> int:
+    """The status the parent sees once conclude() has ended the process.
+
+    Death by SIGINT shows as 130 in a shell's ``$?``, and so it is given here.
+    """
+    if outcome.error is not None or failed:
+        return 1
+    if outcome.system_exit is not None:
+        code = outcome.system_exit.code
+        return 0 if code is None else code if isinstance(code, int) else 1
+    if trigger.kind == "return":
+        return 0
+    if trigger.kind == "request":
+        return trigger.exit_code
+    assert trigger.signum is not None
+    sig = signal.Signals(trigger.signum)
+    return exit_codes.get(sig, 128 + sig)
+
+
 def exit_status(
     outcome: Outcome, trigger: Trigger, exit_codes: dict[signal.Signals, int], failed: bool
 ) -> str:
@@ -140,17 +161,9 @@ def exit_status(
         return "1 (error)"
     if failed:
         return "1 (a worker failed)"
-    if outcome.system_exit is not None:
-        code = outcome.system_exit.code
-        return str(0 if code is None else code if isinstance(code, int) else 1)
-    if trigger.kind == "return":
-        return "main's return value"
-    if trigger.kind == "request":
-        return str(trigger.exit_code)
-    assert trigger.signum is not None
-    sig = signal.Signals(trigger.signum)
-    if sig in exit_codes:
-        return str(exit_codes[sig])
-    if sig == signal.SIGINT:
-        return "death by SIGINT"
-    return str(128 + sig)
+    if outcome.system_exit is None:
+        if trigger.kind == "return":
+            return "main's return value"
+        if trigger.signum == signal.SIGINT and signal.SIGINT not in exit_codes:
+            return "death by SIGINT"
+    return str(exit_code(outcome, trigger, exit_codes, failed))

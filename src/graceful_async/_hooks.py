@@ -219,10 +219,12 @@ async def _run_one(state: ShutdownState, hook: ShutdownHook[Any]) -> None:
         # of its own making (our scope absorbs the ones it causes), the hooks registered
         # before it must still run.
         logger.warning("shutdown hook %s failed", hook.name, exc_info=True)
+        state.finished_hooks.append((hook.name, False))
         return
     finally:
         del state.running_hooks[hook.name]
     took = time.monotonic() - started
+    state.finished_hooks.append((hook.name, not scope.cancelled_caught and took <= limit))
     if scope.cancelled_caught and state.escalated:
         logger.warning("shutdown hook %s cancelled by a second signal", hook.name)
     elif scope.cancelled_caught:

@@ -201,7 +201,13 @@ async def _supervise(
     config: RunConfig,
     handled: bool,
     call_main: Callable[[], Awaitable[Any]],
+    spare: frozenset[object] = frozenset(),
 ) -> Outcome:
+    """Run main through the phases, up to the end of the hooks, on the running loop.
+
+    ``spare`` holds asyncio tasks that are not the program's, for the sweep of stray
+    tasks to leave alone (the test's own, under `graceful_async.testing`).
+    """
     watchdog.list_tasks = task_lister(config.backend)
     state.current_task = task_getter(config.backend)
     state.requested = anyio.Event()
@@ -234,7 +240,7 @@ async def _supervise(
                 await reloader.wait_stopped()
 
         stray = cancel_stray_tasks(
-            config.backend, {current_task_handle(config.backend), relay.task}
+            config.backend, {current_task_handle(config.backend), relay.task, *spare}
         )
         with bounded_scope():
             await wait_for_tasks(stray)

@@ -135,6 +135,8 @@ class ShutdownState:
         self.phase = "starting"
         self.phase_started = time.monotonic()
         self.running_hooks: dict[str, float] = {}
+        #: Each shutdown hook that ran, in order, and whether it succeeded in time.
+        self.finished_hooks: list[tuple[str, bool]] = []
         #: Shielded scopes (cleanup scopes and hooks) to clamp and cancel. Loop thread only.
         self.bounded_scopes: set[CancelScope] = set()
         #: Units of work in flight (in_flight() blocks, items handed out by drain()).
