@@ -283,8 +283,7 @@ async def main(options: argparse.Namespace) -> None:
         requeued = await db.run(Store.requeue_stale)
         if requeued:
             log.warning("re-queued %d job(s) left running by a process that was killed", requeued)
-        if options.seed:
-            added = await db.run(Store.seed, options.seed)
+        if options.seed and (added := await db.run(Store.seed, options.seed)):
             log.info("seeded %d new job(s)", added)
         counts = await db.run(Store.counts)
         log.info("%s: done %d, queued %d", options.db, counts["done"], counts["queued"])
