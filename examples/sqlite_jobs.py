@@ -139,7 +139,7 @@ class Store:
                 " RETURNING id, payload, attempts",
                 (worker,),
             ).fetchall()
-        else:  # pragma: no cover - SQLite older than 3.35
+        else:  # SQLite older than 3.35
             with self._transaction() as conn:
                 rows = conn.execute(
                     "SELECT id, payload, attempts + 1 FROM jobs"

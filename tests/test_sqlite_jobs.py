@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import re
 import signal
@@ -12,6 +13,7 @@ from collections import Counter
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -181,3 +183,44 @@ def test_one_process_per_database(tmp_path: Path) -> None:
     first.finish()
     assert refused.returncode == 1
     assert refused.stderr == f"another process is working {db}; only one may at a time\n"
+
+
+def load_example(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The example as a module, for its blocking SQL calls; its __main__ part does not run."""
+    spec = importlib.util.spec_from_file_location("sqlite_jobs", SQLITE_JOBS)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["RETURNING", "SELECT+UPDATE"])
+def test_claims_are_atomic_and_fenced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, returning: bool
+) -> None:
+    """Both ways to claim (SQLite before 3.35 and after) agree; a stale claim changes nothing."""
+    example = load_example(monkeypatch)
+    monkeypatch.setattr(example, "HAS_RETURNING", returning)
+    store = example.Store(str(tmp_path / "jobs.sqlite3"))
+    try:
+        assert store.seed(2) == 2
+        assert store.seed(2) == 0
+        first, second = store.claim("a"), store.claim("b")
+        assert (first.id, first.attempt, second.id, second.attempt) == (1, 1, 2, 1)
+        assert store.claim("c") is None
+        assert store.release(first)
+        again = store.claim("c")
+        assert (again.id, again.attempt) == (1, 2)
+        # The first claim is stale now: it can neither release nor finish the job.
+        assert not store.release(first)
+        with pytest.raises(example.LostClaimError):
+            store.finish(first, "a", "1")
+        store.finish(again, "c", "1")
+        assert store.counts() == {"queued": 0, "running": 1, "done": 1}
+    finally:
+        store.close()
+    snapshot = Snapshot.read(tmp_path / "jobs.sqlite3")
+    assert snapshot.results == Counter({1: 1})
+    assert snapshot.attempts == {1: 2, 2: 1}
