@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS results (
 HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 POLL = 0.5  # seconds between looks at an empty queue
+RELEASE_TIME = 0.5  # seconds a cut-off job's release may take, even after a second signal
 
 
 @dataclass(frozen=True)
@@ -246,10 +247,14 @@ async def do(db: Database, worker: str, job: Job, work: float, tally: Tally) -> 
         await db.run(Store.finish, job, worker, output=str(int(job.payload) ** 2))
     except BaseException:
         # Cut off (at the drain deadline, or by a second signal) or failed: a claimed job
-        # must not stay running. The task may be cancelled by now, so the await needs
-        # cleanup_scope() to run at all. If even this is cut off, the job stays running
-        # until the next start re-queues it.
-        with graceful_async.cleanup_scope(timeout=5):
+        # must not stay running, so put it back. The task may be cancelled by now, so the
+        # await needs a shielded scope to run at all. Not cleanup_scope(): a second
+        # signal (Ctrl+C pressed twice) cancels those at once, and this is the one piece
+        # of cleanup that must happen even then. It is one short write to a local file,
+        # so a shield bounded well inside the 1 s that a second signal leaves is enough.
+        # Only a third signal or SIGKILL can still leave the job running; the next start
+        # re-queues it.
+        with anyio.move_on_after(RELEASE_TIME, shield=True):
             if await db.run(Store.release, job):
                 tally.released += 1
                 log.info("%s released job %d back to the queue", worker, job.id)
