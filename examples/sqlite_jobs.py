@@ -279,12 +279,14 @@ async def main(options: argparse.Namespace) -> None:
     db = await Database.open(options.db)
     tally = Tally()
     try:
-        # Only a process that was killed outright (SIGKILL, a power cut) leaves a job
-        # running: a graceful stop finishes or releases each job in hand, and SIGKILL
-        # cannot be caught, so this is where its jobs are recovered. It is the only path
-        # on which a job's work may be done again; finish() writes the result and the
-        # done state in one transaction, so it still leaves exactly one result. It is
-        # only safe because no other process works this database (see __main__).
+        # Only a process that ended without its cleanup leaves a job running: SIGKILL
+        # (which cannot be caught or handled), a power cut, a third signal or the
+        # watchdog's forced exit. A stop by one or two signals finishes or releases each
+        # job in hand. So this is where the jobs of such a process are recovered, and it
+        # is the only path on which a job's work may be done again; finish() writes the
+        # result and the done state in one transaction, so it still leaves exactly one
+        # result. It is only safe because no other process works this database (see
+        # __main__).
         requeued = await db.run(Store.requeue_stale)
         if requeued:
             log.warning("re-queued %d job(s) left running by a process that was killed", requeued)
