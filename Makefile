@@ -12,9 +12,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --editable . --group dev
 	touch $(STAMP)
 
-## Run the demo service; stop it with Ctrl+C or `kill -TERM <pid>`.
+## The README's demo: a SQLite job queue in demo.sqlite3, worked by slow jobs. Stop it with
+## Ctrl+C or `kill -TERM <pid>`, then run it again: it carries on where it stopped.
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	@echo "The jobs live in demo.sqlite3: stop with Ctrl+C, run 'make demo' again to carry on,"
+	@echo "or delete demo.sqlite3* to start over."
+	$(PY) examples/sqlite_jobs.py --db demo.sqlite3 --seed 40 --work 1
 
 ## The whole test suite on asyncio, asyncio+uvloop and trio, with branch coverage
 ## (subprocesses included) and the coverage gate.
@@ -61,3 +64,4 @@ bench-quick: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv-3.* site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
+	rm -f demo.sqlite3 demo.sqlite3-* demo.sqlite3.lock

@@ -7,14 +7,12 @@ import signal
 import sys
 from pathlib import Path
 
-import pytest
-
-from .helpers import SIGINT_DEATH, Backend, Child
+from .helpers import Backend, Child
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-DEMO = EXAMPLES / "demo.py"
 QUEUE_WORKER = EXAMPLES / "queue_worker.py"
 THREADS = EXAMPLES / "threads.py"
+# examples/sqlite_jobs.py, the README demo, has a file of its own: test_sqlite_jobs.py.
 
 
 def start_example(example: Path, backend: Backend) -> Child:
@@ -35,21 +33,6 @@ def check_in_hand_finished(lines: list[str], noun: str) -> None:
     in_hand = set(units(before, f"started {noun}")) - set(units(before, f"finished {noun}"))
     assert in_hand <= set(units(after, f"finished {noun}"))
     assert sorted(units(lines, f"started {noun}")) == sorted(units(lines, f"finished {noun}"))
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_demo_shuts_down_gracefully(backend: Backend, sig: signal.Signals) -> None:
-    """Every worker cleans up, both hooks run, and the status matches the signal."""
-    child = start_example(DEMO, backend)
-    child.wait_for("finished job 2", partial=True)
-    child.send(sig)
-    result = child.finish()
-    assert result.returncode == (SIGINT_DEATH if sig == signal.SIGINT else 143)
-    assert sum("cleaned up after" in line for line in result.lines) == 3
-    hooks = [line.split("hook: ")[1] for line in result.lines if "hook: " in line]
-    assert hooks == ["metrics flushed", "closing the database (registered first, runs last)"]
-    assert f"{sig.name} received, shutting down" in result.stdout
-    assert result.stderr == ""
 
 
 def test_queue_worker_loses_no_job(backend: Backend) -> None:
