@@ -34,6 +34,14 @@ async def slow_job():
 async def quick():
     print("quick ran", flush=True)
 
+async def delayed():
+    print("READY", flush=True)
+    while graceful_async.is_ready():
+        await anyio.sleep(0.01)
+    print("not ready; requested:", graceful_async.shutdown_requested(), flush=True)
+    await graceful_async.wait_shutdown_requested()
+    print("drain began", flush=True)
+
 class NotAsync:
     pass
 
@@ -176,6 +184,24 @@ def test_drain_from_flag_and_environment(
 
 
 @pytest.mark.parametrize(
+    ("flags", "env"),
+    [(["--pre-drain-delay", "0.3"], {}), ([], {"GRACEFUL_ASYNC_PRE_DRAIN_DELAY": "0.3"})],
+    ids=["flag", "environment"],
+)
+def test_pre_drain_delay_from_flag_and_environment(
+    project: Path, flags: list[str], env: dict[str, str]
+) -> None:
+    """--pre-drain-delay (or its variable): not ready at once, the drain only after it."""
+    child = start(project, *flags, "service:delayed", env=env)
+    child.wait_for("READY")
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    assert result.returncode == 128 + signal.SIGTERM
+    assert result.lines[-2:] == ["not ready; requested: False", "drain began"]
+    assert "pre-drain delay (0.3 s)" in result.stderr
+
+
+@pytest.mark.parametrize(
     ("flags", "env", "shown", "hidden"),
     [
         ([], {}, "INFO graceful_async", "DEBUG"),
@@ -225,6 +251,8 @@ def test_help_documents_every_option(project: Path) -> None:
         "--log-level",
         "GRACEFUL_ASYNC_GRACE",
         "GRACEFUL_ASYNC_DRAIN",
+        "--pre-drain-delay",
+        "GRACEFUL_ASYNC_PRE_DRAIN_DELAY",
         "GRACEFUL_ASYNC_BACKEND",
         "GRACEFUL_ASYNC_UVLOOP",
         "GRACEFUL_ASYNC_LOG_LEVEL",
@@ -248,6 +276,16 @@ def test_help_documents_every_option(project: Path) -> None:
             ["--drain", "9", "service:main"],
             {},
             "--drain must be shorter than the grace period (8 s)",
+        ),
+        (
+            ["--pre-drain-delay", "8", "service:main"],
+            {},
+            "--pre-drain-delay must be shorter than the grace period (8 s)",
+        ),
+        (
+            ["--pre-drain-delay", "4", "--drain", "5", "service:main"],
+            {},
+            "--drain must be shorter than the grace period (8 s) less the pre-drain delay",
         ),
         (["--uvloop", "--backend", "trio", "service:main"], {}, "--uvloop needs the asyncio"),
         (

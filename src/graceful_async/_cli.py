@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._config import DRAIN_ENV, GRACE_ENV, is_async_callable, make_config
+from ._config import DRAIN_ENV, GRACE_ENV, PRE_DRAIN_DELAY_ENV, is_async_callable, make_config
 from ._runner import run
 
 BACKEND_ENV = "GRACEFUL_ASYNC_BACKEND"
@@ -27,11 +27,12 @@ shutdown hook, and exit within the grace period with a status that tells the tru
 
 EPILOG = f"""\
 Each option may also be set in the environment; a flag given here wins.
-  {GRACE_ENV}      --grace
-  {DRAIN_ENV}      --drain
-  {BACKEND_ENV}    --backend
-  {UVLOOP_ENV}     --uvloop (1, true or yes)
-  {LOG_LEVEL_ENV}  --log-level
+  {GRACE_ENV:<30}  --grace
+  {DRAIN_ENV:<30}  --drain
+  {PRE_DRAIN_DELAY_ENV:<30}  --pre-drain-delay
+  {BACKEND_ENV:<30}  --backend
+  {UVLOOP_ENV:<30}  --uvloop (1, true or yes)
+  {LOG_LEVEL_ENV:<30}  --log-level
 
 Exit status: what the program chose (sys.exit or request_shutdown), 128+N after
 signal N, death by SIGINT after Ctrl+C, 1 on an error, 124 if the grace period ran out,
@@ -98,6 +99,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "(default: half of it)",
     )
     parser.add_argument(
+        "--pre-drain-delay",
+        type=_seconds,
+        metavar="S",
+        help="seconds to keep serving, reported not ready, before the drain begins (default 0)",
+    )
+    parser.add_argument(
         "--backend", choices=("asyncio", "trio"), help="the event loop (default asyncio)"
     )
     parser.add_argument("--uvloop", action="store_true", default=None, help="run asyncio on uvloop")
@@ -148,6 +155,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "backend_options": {"use_uvloop": True} if uvloop else None,
         "grace": args.grace,
         "drain": args.drain,
+        "pre_drain_delay": args.pre_drain_delay,
     }
     return {"run": run_options, "log_level": level}
 
@@ -161,9 +169,9 @@ def _check(
     except (TypeError, ValueError, ModuleNotFoundError) as exc:
         message = str(exc)
         # run() names its own argument; here the user typed a flag.
-        for name in ("grace", "drain"):
+        for name in ("grace", "drain", "pre_drain_delay"):
             if getattr(args, name) is not None and message.startswith(f"{name} "):
-                message = f"--{message}"
+                message = "--" + name.replace("_", "-") + message[len(name) :]
         raise UsageError(message) from None
 
 
