@@ -4,6 +4,7 @@ from __future__ import annotations
 import __future__
 
 import re
+import types
 from pathlib import Path
 
 import graceful_async
@@ -17,7 +18,8 @@ def test_all_is_sorted_and_complete() -> None:
     public = {
         name
         for name, value in vars(graceful_async).items()
-        if not name.startswith("_") and not isinstance(value, __future__._Feature)
+        if not name.startswith("_")
+        and not isinstance(value, (__future__._Feature, types.ModuleType))  # contrib
     }
     assert public == set(graceful_async.__all__)
 
@@ -34,5 +36,14 @@ def test_public_objects_say_graceful_async() -> None:
 def test_reference_documents_every_public_name() -> None:
     """The API reference lists every exported name, and nothing that isn't exported."""
     text = (DOCS / "reference.md").read_text()
-    documented = set(re.findall(r"^::: graceful_async\.(\w+)", text, re.MULTILINE))
+    documented = set(re.findall(r"^::: graceful_async\.(\w+)$", text, re.MULTILINE))
     assert documented == set(graceful_async.__all__)
+
+
+def test_reference_documents_every_contrib_module() -> None:
+    """Each public module of graceful_async.contrib has its section in the reference."""
+    text = (DOCS / "reference.md").read_text()
+    documented = set(re.findall(r"^::: graceful_async\.contrib\.(\w+)$", text, re.MULTILINE))
+    contrib = Path(graceful_async.__file__).parent / "contrib"
+    modules = {path.stem for path in contrib.glob("*.py") if not path.stem.startswith("_")}
+    assert documented == modules
