@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from graceful_async.contrib.asgi import Scope, readiness_app
 from .helpers import BACKENDS, WAIT, Backend, Child, write_program
 
 ASYNCIO, UVLOOP, TRIO = BACKENDS
+EXAMPLE = Path(__file__).parent.parent / "examples" / "asgi_service.py"
 
 SERVERS = [("uvicorn", ASYNCIO), ("uvicorn", UVLOOP), ("hypercorn", ASYNCIO), ("hypercorn", TRIO)]
 SERVER_IDS = [f"{server}-{backend.id}" for server, backend in SERVERS]
@@ -192,6 +194,33 @@ def test_not_ready_at_once_and_serving_through_the_pre_drain_delay(
     result = child.finish()
     assert result.returncode == 143, result.stderr
     assert result.lines[-3:] == ["LIFESPAN SHUTDOWN", "SERVE RETURNED", "HOOK RAN"]
+
+
+@pytest.mark.parametrize(("server", "backend"), SERVERS, ids=SERVER_IDS)
+def test_example_service_stops_with_143(server: str, backend: Backend) -> None:
+    """The example serves /slow, and after SIGTERM finishes it and exits with 143."""
+    port = free_port()
+    args = ["--server", server, "--backend", backend.name, "--port", str(port), "--slow", "1"]
+    args += ["--uvloop"] if backend.options else []
+    child = Child([sys.executable, str(EXAMPLE), *args], backend.env())
+    try:
+        wait_until(lambda: probe(port) == 200, "ready")
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(get, port, "/slow")
+            child.wait_for("slow request started", partial=True)
+            child.send(signal.SIGTERM)
+            assert slow.result(WAIT).status_code == 200
+        result = child.finish()
+    finally:
+        child.kill()
+    assert result.returncode == 143, result.stderr
+    said = [line.split(maxsplit=3)[-1] for line in result.lines]  # after the time and name
+    order = [
+        "slow request finished",
+        "lifespan shutdown: close the database pool here",
+        "shutdown hook: the server has stopped, flush the metrics here",
+    ]
+    assert [message for message in said if message in order] == order
 
 
 # --- serve(): arguments and the run() it needs
