@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -328,6 +330,24 @@ def test_a_stuck_server_shutdown_is_cut_at_the_grace_deadline(
     assert exited.value.code == 3
     assert hooks == ["hook ran"]
     assert "the server's shutdown was cut off" in logs.text
+
+
+def test_a_server_error_comes_out_of_serve_as_it_is() -> None:
+    """serve() raises what the server raised, not an exception group around it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        async def main() -> None:
+            await hypercorn.serve(readiness_app, bind=f"127.0.0.1:{port}")
+
+        with pytest.raises(OSError, match="in use"):
+            ASYNCIO.run(main)
+    # Hypercorn drops the socket it could not bind without closing it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def test_hypercorn_leaves_the_given_config_alone(backend: Backend) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Coroutine
-from functools import partial
 from typing import Any
 
 import anyio
@@ -73,19 +72,25 @@ async def serve(
     _report_ready_when_listening(config)
     hypercorn_serve = _serve_function(running_backend())
 
+    failed: list[Exception] = []
     async with server_lifetime(state) as lifetime, anyio.create_task_group() as tg:
 
         async def shutdown_trigger() -> None:
             assert config is not None
             config.graceful_timeout = await lifetime.wait_stop()
 
+        async def run_server() -> None:
+            try:
+                await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
+            except Exception as exc:  # raised below as it is, not in a task group's group
+                failed.append(exc)
+
         # In a task of its own: before Python 3.13, Hypercorn's asyncio.TaskGroup leaves a
         # cancel request on the task that awaits serve() once the trigger fires, and
         # anyio would take that for a cancellation of the caller.
-        tg.start_soon(
-            partial(hypercorn_serve, app, config, shutdown_trigger=shutdown_trigger),
-            name="hypercorn",
-        )
+        tg.start_soon(run_server, name="hypercorn")
+    if failed:
+        raise failed[0]
 
 
 def _serve_function(backend: str) -> Callable[..., Coroutine[Any, Any, None]]:
