@@ -19,7 +19,7 @@ def test_all_is_sorted_and_complete() -> None:
         name
         for name, value in vars(graceful_async).items()
         if not name.startswith("_")
-        and not isinstance(value, (__future__._Feature, types.ModuleType))
+        and not isinstance(value, (__future__._Feature, types.ModuleType))  # testing, contrib
     }
     assert public == set(graceful_async.__all__)
 
@@ -49,3 +49,12 @@ def test_reference_documents_the_testing_module() -> None:
     assert documented == set(graceful_async.testing.__all__)
     for name in graceful_async.testing.__all__:
         assert getattr(graceful_async.testing, name).__doc__, f"{name} needs a docstring"
+
+
+def test_reference_documents_every_contrib_module() -> None:
+    """Each public module of graceful_async.contrib has its section in the reference."""
+    text = (DOCS / "reference.md").read_text()
+    documented = set(re.findall(r"^::: graceful_async\.contrib\.(\w+)$", text, re.MULTILINE))
+    contrib = Path(graceful_async.__file__).parent / "contrib"
+    modules = {path.stem for path in contrib.glob("*.py") if not path.stem.startswith("_")}
+    assert documented == modules

@@ -1,0 +1,95 @@
+"""What every server integration needs from the runner: when to stop, and how long to drain.
+
+A server under run() is one unit of work in flight for as long as it runs, and its own
+shutdown (close the listener, let requests finish, run the lifespan shutdown) is how that
+unit finishes.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import final
+
+import anyio
+
+from .._log import logger
+from .._scopes import in_flight, to_loop_clock
+from .._shutdown import ShutdownState, current_state, wait_shutdown_requested
+
+
+def running_backend() -> str:
+    """``"trio"`` when called from a trio task, else ``"asyncio"``."""
+    # Without importing trio, or relying on sniffio, which neither anyio nor the servers
+    # require any more.
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            pass
+        else:
+            return "trio"
+    return "asyncio"
+
+
+def check_running(server: str) -> ShutdownState:
+    """The active run's state; a clear error when there is none on this thread."""
+    state = current_state()
+    if state is None or state.loop_thread != threading.get_ident():
+        raise RuntimeError(
+            f"graceful_async.contrib.{server}.serve() runs the server under "
+            "graceful_async.run(), which decides when it stops; call it from the program "
+            "that run() is running, on its event loop"
+        )
+    return state
+
+
+@final
+class ServerLifetime:
+    """Handed to the code that tells the server to stop; see `server_lifetime`."""
+
+    def __init__(self, state: ShutdownState, scope: anyio.CancelScope) -> None:
+        self._state = state
+        self._scope = scope
+
+    async def wait_stop(self) -> float:
+        """Wait until the drain phase begins, and return the seconds left in it.
+
+        From then on the server's own shutdown is shielded from the cancellation of main's
+        tree at the drain deadline, and bounded instead by the grace period: the drain
+        time limits the requests in flight (the server cuts them off itself), and the
+        lifespan shutdown that follows is cleanup, which must still run. A second signal
+        cancels it at once.
+        """
+        await wait_shutdown_requested()
+        state, scope = self._state, self._scope
+        scope.shield = True
+        # The soft deadline is already past after a second signal, so this also covers
+        # one that came before the scope was registered for the runner to cancel.
+        scope.deadline = min(scope.deadline, to_loop_clock(state.soft_deadline))
+        state.bounded_scopes.add(scope)
+        return max(0.0, state.drain_deadline - time.monotonic())
+
+
+@asynccontextmanager
+async def server_lifetime(state: ShutdownState) -> AsyncIterator[ServerLifetime]:
+    """Run the block (the server) as work in flight, for the drain phase to wait for.
+
+    The server counts as in flight from the start, not from the shutdown: the runner
+    decides whether to drain at the moment it sees the trigger, before any task that
+    waits for the shutdown has woken up, and with nothing in flight it cancels main's
+    tree at once.
+    """
+    scope = anyio.CancelScope()
+    try:
+        async with in_flight():
+            with scope:
+                yield ServerLifetime(state, scope)
+    finally:
+        state.bounded_scopes.discard(scope)
+    if scope.cancelled_caught:
+        logger.warning("the server's shutdown was cut off (grace period over, or a second signal)")
