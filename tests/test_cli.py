@@ -34,6 +34,11 @@ async def slow_job():
 async def quick():
     print("quick ran", flush=True)
 
+async def reloadable():
+    graceful_async.on_reload(lambda: print("reloaded", flush=True))
+    print("READY", flush=True)
+    await anyio.sleep_forever()
+
 async def delayed():
     print("READY", flush=True)
     while graceful_async.is_ready():
@@ -202,6 +207,32 @@ def test_pre_drain_delay_from_flag_and_environment(
 
 
 @pytest.mark.parametrize(
+    ("flags", "env"),
+    [
+        (["--reload-signal", "hup", "--dump-signal", "SIGUSR1"], {}),
+        (
+            [],
+            {"GRACEFUL_ASYNC_RELOAD_SIGNAL": "1", "GRACEFUL_ASYNC_DUMP_SIGNAL": "usr1"},
+        ),
+    ],
+    ids=["flag", "environment"],
+)
+def test_reload_and_dump_signals_from_flag_and_environment(
+    project: Path, flags: list[str], env: dict[str, str]
+) -> None:
+    """--reload-signal and --dump-signal (or their variables) take names or numbers."""
+    child = start(project, *flags, "service:reloadable", env=env)
+    child.wait_for("READY")
+    child.send(signal.SIGHUP)
+    child.wait_for("reloaded")
+    child.send(signal.SIGUSR1)
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    assert result.returncode == 128 + signal.SIGTERM
+    assert "report on request" in result.stderr
+
+
+@pytest.mark.parametrize(
     ("flags", "env", "shown", "hidden"),
     [
         ([], {}, "INFO graceful_async", "DEBUG"),
@@ -256,6 +287,10 @@ def test_help_documents_every_option(project: Path) -> None:
         "GRACEFUL_ASYNC_BACKEND",
         "GRACEFUL_ASYNC_UVLOOP",
         "GRACEFUL_ASYNC_LOG_LEVEL",
+        "--reload-signal",
+        "GRACEFUL_ASYNC_RELOAD_SIGNAL",
+        "--dump-signal",
+        "GRACEFUL_ASYNC_DUMP_SIGNAL",
         "Exit status",
     ):
         assert word in result.stdout, word
@@ -288,6 +323,17 @@ def test_help_documents_every_option(project: Path) -> None:
             "--drain must be shorter than the grace period (8 s) less the pre-drain delay",
         ),
         (["--uvloop", "--backend", "trio", "service:main"], {}, "--uvloop needs the asyncio"),
+        (["--reload-signal", "NOPE", "service:main"], {}, "expected a signal name such as HUP"),
+        (
+            ["--reload-signal", "TERM", "service:main"],
+            {},
+            "--reload-signal must not be one of the shutdown signals, got SIGTERM",
+        ),
+        (
+            ["service:main"],
+            {"GRACEFUL_ASYNC_DUMP_SIGNAL": "sigfoo"},
+            "GRACEFUL_ASYNC_DUMP_SIGNAL: expected a signal name",
+        ),
         (
             ["service:main"],
             {"GRACEFUL_ASYNC_UVLOOP": "1", "GRACEFUL_ASYNC_BACKEND": "trio"},
@@ -310,7 +356,7 @@ def test_bad_usage_is_one_line_and_status_2(
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1
-    if "invalid choice" in message or "expected a number" in message:
+    if message.startswith(("invalid choice", "expected a")):
         assert result.stderr.startswith("usage:")  # argparse's own, with the usage line
     else:
         assert result.stderr.count("\n") == 1

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,6 +17,10 @@ from ._runner import run
 BACKEND_ENV = "GRACEFUL_ASYNC_BACKEND"
 UVLOOP_ENV = "GRACEFUL_ASYNC_UVLOOP"
 LOG_LEVEL_ENV = "GRACEFUL_ASYNC_LOG_LEVEL"
+RELOAD_SIGNAL_ENV = "GRACEFUL_ASYNC_RELOAD_SIGNAL"
+DUMP_SIGNAL_ENV = "GRACEFUL_ASYNC_DUMP_SIGNAL"
+# run()'s own default, which the command does not change.
+DEFAULT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -33,6 +38,8 @@ Each option may also be set in the environment; a flag given here wins.
   {BACKEND_ENV:<30}  --backend
   {UVLOOP_ENV:<30}  --uvloop (1, true or yes)
   {LOG_LEVEL_ENV:<30}  --log-level
+  {RELOAD_SIGNAL_ENV:<30}  --reload-signal
+  {DUMP_SIGNAL_ENV:<30}  --dump-signal
 
 Exit status: what the program chose (sys.exit or request_shutdown), 128+N after
 signal N, death by SIGINT after Ctrl+C, 1 on an error, 124 if the grace period ran out,
@@ -109,6 +116,19 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--uvloop", action="store_true", default=None, help="run asyncio on uvloop")
     parser.add_argument(
+        "--reload-signal",
+        type=_signal,
+        metavar="SIG",
+        help="a signal, such as HUP, that runs the on_reload hooks (default: none)",
+    )
+    parser.add_argument(
+        "--dump-signal",
+        type=_signal,
+        metavar="SIG",
+        help="a signal, such as USR1, that writes a report of every task and thread to "
+        "stderr (default: none)",
+    )
+    parser.add_argument(
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
@@ -124,6 +144,31 @@ def _seconds(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     return value  # run() checks the range and names the option
+
+
+def _signal(text: str) -> signal.Signals:
+    """A signal by name (HUP, SIGHUP, in any case) or number."""
+    name = text.strip().upper()
+    try:
+        return (
+            signal.Signals(int(name))
+            if name.isdigit()
+            else signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
+        )
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"expected a signal name such as HUP or a number, got {text!r}"
+        ) from None
+
+
+def _env_signal(variable: str) -> signal.Signals | None:
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return None
+    try:
+        return _signal(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{variable}: {exc}") from None
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
@@ -156,6 +201,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "grace": args.grace,
         "drain": args.drain,
         "pre_drain_delay": args.pre_drain_delay,
+        "reload_signal": args.reload_signal or _env_signal(RELOAD_SIGNAL_ENV),
+        "dump_signal": args.dump_signal or _env_signal(DUMP_SIGNAL_ENV),
     }
     return {"run": run_options, "log_level": level}
 
@@ -165,11 +212,11 @@ def _check(
 ) -> None:
     """Make the checks run() makes, so that a bad value is a usage error."""
     try:
-        make_config(target, **run_options, signals=(), exit_codes=None)
+        make_config(target, **run_options, signals=DEFAULT_SIGNALS, exit_codes=None)
     except (TypeError, ValueError, ModuleNotFoundError) as exc:
         message = str(exc)
         # run() names its own argument; here the user typed a flag.
-        for name in ("grace", "drain", "pre_drain_delay"):
+        for name in ("grace", "drain", "pre_drain_delay", "reload_signal", "dump_signal"):
             if getattr(args, name) is not None and message.startswith(f"{name} "):
                 message = "--" + name.replace("_", "-") + message[len(name) :]
         raise UsageError(message) from None
