@@ -108,6 +108,54 @@ def test_ready_when_the_program_says_so(backend: Backend, manager: Manager) -> N
     assert manager.messages() == [{"STOPPING": "1", "STATUS": "stopping: main returned"}]
 
 
+def test_a_reload_is_announced_and_its_end_is_ready(backend: Backend, manager: Manager) -> None:
+    """A reload sends RELOADING=1 with the monotonic time, then READY=1 once the hooks ran."""
+    ran: list[list[dict[str, str]]] = []
+    hook_ran = anyio.Event()
+
+    def hook() -> None:
+        ran.append(manager.messages())
+        hook_ran.set()
+
+    async def main() -> None:
+        manager.messages()  # READY=1 from the start
+        before = time.monotonic_ns() // 1000
+        reload_hook = graceful_async.on_reload(hook)
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            with anyio.fail_after(WAIT):
+                await hook_ran.wait()
+            (reloading,) = ran[0]
+            assert reloading["RELOADING"] == "1"
+            assert reloading["STATUS"] == "reloading"
+            assert before <= int(reloading["MONOTONIC_USEC"]) <= time.monotonic_ns() // 1000
+            await anyio.sleep(0.05)
+            assert manager.messages() == [{"READY": "1", "STATUS": "ready"}]
+        finally:
+            reload_hook.unregister()
+
+    backend.run(main, reload_signal=signal.SIGHUP)
+    assert len(ran) == 1
+
+
+def test_no_reload_message_before_the_service_is_ready(backend: Backend, manager: Manager) -> None:
+    """A reload while the service is still starting says nothing to systemd."""
+    done = anyio.Event()
+
+    async def main() -> None:
+        reload_hook = graceful_async.on_reload(done.set)
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            with anyio.fail_after(WAIT):
+                await done.wait()
+            await anyio.sleep(0.05)
+            assert manager.messages() == []
+        finally:
+            reload_hook.unregister()
+
+    backend.run(main, reload_signal=signal.SIGHUP, ready_on_start=False)
+
+
 def test_watchdog_pings_come_from_the_loop(
     backend: Backend, manager: Manager, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -177,6 +177,11 @@ class Reloader:
         with _lock:
             hooks = list(_hooks)
         logger.info("reloading: %d hook(s)", len(hooks))
+        # systemd hears of the reload (and waits for it, with Type=notify-reload) only
+        # once the service has said it is ready: before that, it is still starting.
+        notifier = self._state.notifier if self._state.marked_ready else None
+        if notifier is not None:
+            notifier.reloading()
         started = time.monotonic()
         failed = 0
         for hook in hooks:
@@ -184,6 +189,8 @@ class Reloader:
                 logger.info("reload cut short by the shutdown")
                 return
             failed += not await _run_one(hook)
+        if notifier is not None:
+            notifier.ready()
         logger.info(
             "reload done in %.3f s%s",
             time.monotonic() - started,

@@ -58,6 +58,11 @@ class Notifier:
     def ready(self) -> None:
         self.send(READY=1, STATUS="ready")
 
+    def reloading(self) -> None:
+        # MONOTONIC_USEC tells systemd which reload this answers; time.monotonic() is
+        # CLOCK_MONOTONIC, the clock it expects. READY=1 (ready()) ends the reload.
+        self.send(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000, STATUS="reloading")
+
     def stopping(self, what: str, seconds_left: float) -> None:
         """Say that the stop has begun, and that it may take ``seconds_left`` more."""
         fields: dict[str, object] = {"STOPPING": 1, "STATUS": f"stopping: {what}"}
