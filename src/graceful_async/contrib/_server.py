@@ -7,7 +7,6 @@ unit finishes.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -19,21 +18,6 @@ import anyio
 from .._log import logger
 from .._scopes import in_flight, to_loop_clock
 from .._shutdown import ShutdownState, current_state, wait_shutdown_requested
-
-
-def running_backend() -> str:
-    """``"trio"`` when called from a trio task, else ``"asyncio"``."""
-    # Without importing trio, or relying on sniffio, which neither anyio nor the servers
-    # require any more.
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            pass
-        else:
-            return "trio"
-    return "asyncio"
 
 
 def check_running(server: str) -> ShutdownState:

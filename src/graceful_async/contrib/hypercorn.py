@@ -14,7 +14,8 @@ from hypercorn.config import Config, Sockets
 
 import graceful_async
 
-from ._server import check_running, running_backend, server_lifetime
+from .._backends import current_backend
+from ._server import check_running, server_lifetime
 from .asgi import ASGIApp
 
 __all__ = ["serve"]
@@ -70,7 +71,7 @@ async def serve(
     if binds is not None:
         config.bind = binds
     _report_ready_when_listening(config)
-    hypercorn_serve = _serve_function(running_backend())
+    hypercorn_serve = _serve_function(current_backend())
 
     failed: list[Exception] = []
     async with server_lifetime(state) as lifetime, anyio.create_task_group() as tg:

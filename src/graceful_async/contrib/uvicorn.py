@@ -15,7 +15,8 @@ import uvicorn
 
 import graceful_async
 
-from ._server import check_running, running_backend, server_lifetime
+from .._backends import current_backend
+from ._server import check_running, server_lifetime
 from .asgi import ASGIApp
 
 __all__ = ["serve"]
@@ -73,7 +74,7 @@ async def serve(
         if config.app != app:
             raise ValueError(f"config.app must be app, got {config.app!r} and {app!r}")
     state = check_running("uvicorn")
-    if (backend := running_backend()) != "asyncio":
+    if (backend := current_backend()) != "asyncio":
         raise RuntimeError(
             f"Sorry, Uvicorn runs on asyncio only, and this program runs on {backend}; "
             "use run(..., backend='asyncio') or graceful_async.contrib.hypercorn"
