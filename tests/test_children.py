@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ import anyio.to_thread
 import pytest
 
 import graceful_async
+from graceful_async._children import ChildProcess
+from graceful_async._shutdown import ShutdownState, Trigger
+from graceful_async._watchdog import Watchdog
 
 from .helpers import WAIT, Backend, Child, write_program
 
@@ -162,6 +166,23 @@ def test_forced_exit_kills_the_child_and_its_group(
     assert gone(grandchild)
 
 
+def test_the_watchdog_kills_the_children_before_it_forces_the_exit() -> None:
+    """At the deadline the watchdog SIGKILLs each registered child's group, then forces."""
+    state = ShutdownState(grace=0.2)
+    fired = threading.Event()
+    popen = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    state.children[popen.pid] = ChildProcess(popen, signal.SIGTERM, "sleep", state.children)
+    try:
+        with Watchdog(state, force=lambda report, status: fired.set()):
+            state.trigger_shutdown(Trigger("request"))
+            assert fired.wait(WAIT)
+        assert popen.wait(WAIT) == -signal.SIGKILL
+    finally:
+        popen.kill()
+        popen.wait()
+        state.close()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_service_killed_outright_takes_its_child_along(tmp_path: Path, backend: Backend) -> None:
     """SIGKILL to the service (no cleanup at all) still ends the child: PDEATHSIG."""
@@ -176,7 +197,9 @@ def test_a_service_killed_outright_takes_its_child_along(tmp_path: Path, backend
 
 
 @pytest.mark.parametrize(
-    "stop_signal", [signal.SIGTERM, signal.SIGINT, signal.SIGRTMIN], ids=["TERM", "INT", "RT"]
+    "stop_signal",
+    [signal.SIGTERM, signal.SIGINT, signal.SIGRTMIN + 1],
+    ids=["TERM", "INT", "RTMIN+1"],
 )
 def test_children_are_stopped_when_main_returns(
     backend: Backend, stop_signal: int, logs: pytest.LogCaptureFixture

@@ -174,8 +174,9 @@ def start_child(
             "on_shutdown hook?); run short commands there with anyio.run_process() instead"
         )
     # preexec_fn runs Python between fork and exec, which is unsafe if another thread held
-    # a lock (malloc's, say) at the fork: ours makes one foreign call, resolved in advance,
-    # and one system call. It is the only way to set the parent-death signal.
+    # a lock (malloc's, say) at the fork: ours only makes a foreign call resolved in
+    # advance and two or three system calls. It is the only way to set the parent-death
+    # signal from Python.
     popen = subprocess.Popen(
         command,
         start_new_session=True,
