@@ -299,6 +299,13 @@ def test_send_signal_reaches_only_the_child(backend: Backend) -> None:
 # --- argument and context errors
 
 
+@pytest.mark.parametrize("command", [[], "", "  "])
+def test_command_must_not_be_empty(command: str | list[str]) -> None:
+    """An empty command is a ValueError that names the argument."""
+    with pytest.raises(ValueError, match="command must name a program"):
+        graceful_async.start_child(command)
+
+
 @pytest.mark.parametrize("value", [signal.SIGKILL, signal.SIGSTOP, 0, 100_000])
 def test_stop_signal_must_be_catchable(value: int) -> None:
     """A stop signal the child cannot catch, or no signal at all, is a ValueError."""

@@ -144,9 +144,9 @@ def start_child(
 
     Raises:
         TypeError: If ``stop_signal`` is not a signal number.
-        ValueError: If ``stop_signal`` is not a signal the child can catch, or
-            ``popen_kwargs`` sets ``start_new_session``, ``process_group``,
-            ``preexec_fn`` or a ``subprocess.PIPE``.
+        ValueError: If ``command`` is empty, ``stop_signal`` is not a signal the child
+            can catch, or ``popen_kwargs`` sets ``start_new_session``,
+            ``process_group``, ``preexec_fn`` or a ``subprocess.PIPE``.
         RuntimeError: Outside `graceful_async.run()`, from a thread other than its
             event loop's, or once the children have been stopped (in the hooks).
         OSError: If the child cannot be started (for example, the program is missing).
@@ -159,6 +159,8 @@ def start_child(
             graceful_async.request_shutdown(f"envoy exited with {status}", exit_code=1)
         ```
     """
+    if not command or (isinstance(command, str) and not command.strip()):
+        raise ValueError(f"command must name a program to run, got {command!r}")
     _check_stop_signal(stop_signal)
     _check_popen_kwargs(popen_kwargs)
     state = current_state()
