@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._children import ChildProcess as ChildProcess
+from ._children import start_child as start_child
 from ._config import DEFAULT_GRACE as DEFAULT_GRACE
 from ._drain import drain as drain
 from ._hooks import ShutdownHook as ShutdownHook
@@ -21,7 +23,10 @@ from ._shutdown import wait_shutdown_requested as wait_shutdown_requested
 from ._watchdog import FORCED_EXIT_STATUS as FORCED_EXIT_STATUS
 from ._workers import worker as worker
 
-__all__ = [
+# Plain sorted() order, which tests/test_public_api.py pins (ruff's would put the constants
+# before ChildProcess).
+__all__ = [  # noqa: RUF022
+    "ChildProcess",
     "DEFAULT_GRACE",
     "FORCED_EXIT_STATUS",
     "ReloadHook",
@@ -37,6 +42,7 @@ __all__ = [
     "set_ready",
     "shutdown_reason",
     "shutdown_requested",
+    "start_child",
     "time_left",
     "wait_shutdown_requested",
     "worker",

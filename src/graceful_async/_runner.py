@@ -29,6 +29,7 @@ from ._backends import (
     task_lister,
     wait_for_tasks,
 )
+from ._children import signal_children, stop_children
 from ._config import RunConfig, make_config
 from ._exit import Outcome, conclude, exit_status, remove_quiet_hook
 from ._log import logger
@@ -244,6 +245,7 @@ async def _supervise(
         )
         with bounded_scope():
             await wait_for_tasks(stray)
+        await stop_children(state)
 
         done = f"main's task tree unwound; {len(stray)} stray task(s) cancelled"
         _enter_phase(state, "hooks", done)
@@ -380,6 +382,7 @@ class _Relay:
         for scope in list(state.item_waits):
             state.in_flight.add(scope)
             scope.cancel("shutdown requested: no new work")
+        signal_children(state)
         if state.phase in ("running", "pre-drain"):
             self._drain_began_with = len(state.in_flight)
             _enter_phase(state, "draining", "delay over" if state.phase == "pre-drain" else "")

@@ -24,6 +24,7 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     from anyio import CancelScope, Event
 
+    from ._children import ChildProcess
     from ._systemd import Notifier
 
 TriggerKind = Literal["signal", "request", "exit", "error", "failure", "return"]
@@ -152,6 +153,9 @@ class ShutdownState:
         self.failed_workers: list[str] = []
         #: The workers running now, by a token of their own, for the stuck report.
         self.running_workers: dict[object, str] = {}
+        #: Child processes from start_child() not yet reaped, by pid (= process group).
+        #: Changed on the loop only; the watchdog reads a list() of it to kill them.
+        self.children: dict[int, ChildProcess] = {}
         #: The wake-up fd that ours replaced, to which the watchdog passes signal bytes on
         #: (-1: none). Written by the loop only.
         self.forward_fd = -1

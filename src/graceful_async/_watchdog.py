@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from ._children import kill_children
 from ._report import build_report
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class Watchdog:
         return f"shutdown did not finish within the grace period ({state.grace:g} s)"
 
     def _fire(self, why: str) -> None:
+        kill_children(self._state)
         report = build_report(self._state, why, FORCED_EXIT_STATUS, self.list_tasks)
         self._force(report, FORCED_EXIT_STATUS)
 
@@ -189,6 +191,7 @@ def _guard_exit(
         flusher.retire()
         return
     why = f"the process did not exit within the grace period ({state.grace:g} s)"
+    kill_children(state)
     force_exit(build_report(state, why, FORCED_EXIT_STATUS, None), FORCED_EXIT_STATUS, flusher)
 
 
