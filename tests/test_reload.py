@@ -268,3 +268,20 @@ def test_reload_signal_errors(kwargs: dict[str, object], error: type, message: s
     dump = kwargs.pop("dump_signal", None)
     with pytest.raises(error, match=message):
         make_config(_main, "asyncio", None, 5, (signal.SIGTERM,), None, None, dump, **kwargs)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("delay", [0, 0.5])
+async def test_a_signal_during_start_up_is_acted_on(delay: float) -> None:
+    """A SIGTERM that lands before main starts, with reloads on, still ends the run: 143."""
+    from graceful_async.testing import run_service
+
+    async def main() -> None:
+        await anyio.sleep_forever()
+
+    with anyio.fail_after(WAIT):
+        async with run_service(
+            main, grace=4, pre_drain_delay=delay, reload_signal=signal.SIGHUP
+        ) as service:
+            service.send_signal(signal.SIGTERM)
+    assert (service.result.exit_status, service.result.forced) == (143, False)

@@ -211,16 +211,21 @@ async def _supervise(
     """
     watchdog.list_tasks = task_lister(config.backend)
     state.current_task = task_getter(config.backend)
-    state.requested = anyio.Event()
+    if state.requested is None:  # graceful_async.testing makes it before it yields
+        state.requested = anyio.Event()
     outcome = Outcome()
     main_scope = anyio.CancelScope()
     reloader = Reloader(state) if config.reload_signal is not None else None
     relay = _Relay(state, main_scope, config.backend, handled, reloader)
+    # "running" from here on: the relay may apply a trigger (a signal that came during
+    # start-up) as soon as it has started, even before main does, and it begins the
+    # drain only from a running phase. Cancelling main's scope before main enters it
+    # still cancels main at its first checkpoint.
+    _enter_phase(state, "running")
     async with anyio.create_task_group() as tg:
         await tg.start(relay.run, name=RELAY_TASK_NAME)
         if reloader is not None:
             await tg.start(reloader.run, name="graceful_async reloader")
-        _enter_phase(state, "running")
         relay.apply()
         if config.ready_on_start:
             set_ready()
