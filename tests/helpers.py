@@ -133,6 +133,7 @@ class Child:
                 self.kill()
                 raise AssertionError(f"no {expected!r} line within {timeout} s") from None
             if line is None:
+                self._lines.put(None)  # finish() reads up to the end marker too
                 result = self.finish()
                 raise AssertionError(f"child ended before {expected!r}: {result}")
             self.lines.append(line)
