@@ -315,10 +315,10 @@ def test_help_documents_every_option(project: Path) -> None:
         (
             ["--pre-drain-delay", "8", "service:main"],
             {},
-            "--pre-drain-delay must be shorter than the grace period (8 s)",
+            "--pre-drain-delay must be shorter than half the grace period (8 s)",
         ),
         (
-            ["--pre-drain-delay", "4", "--drain", "5", "service:main"],
+            ["--pre-drain-delay", "3", "--drain", "5", "service:main"],
             {},
             "--drain must be shorter than the grace period (8 s) less the pre-drain delay",
         ),

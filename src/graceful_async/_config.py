@@ -148,12 +148,15 @@ def _check_pre_drain_delay(delay: object, grace: float) -> float:
     seconds = _seconds("pre_drain_delay", delay, PRE_DRAIN_DELAY_ENV)
     if seconds is None:
         return 0.0
-    if seconds >= grace and seconds > 0:
+    # At least half the grace period is left for the drain, the cancellation, the
+    # cleanup and the hooks: a delay that ran up to the soft deadline would leave every
+    # finally block and hook cut off before it began.
+    if seconds >= grace / 2 and seconds > 0:
         source = _source("pre_drain_delay", delay, PRE_DRAIN_DELAY_ENV)
         raise ValueError(
-            f"{source} must be shorter than the grace period ({grace:g} s), got "
-            f"{seconds:g}; the delay is part of it, and the drain, cancellation and "
-            "hooks that follow need time too"
+            f"{source} must be shorter than half the grace period ({grace:g} s), got "
+            f"{seconds:g}; the drain, the cancellation and the hooks that follow it need "
+            "the other half"
         )
     return seconds
 

@@ -108,7 +108,8 @@ def run(
         pre_drain_delay: Seconds between a shutdown signal (or `request_shutdown`) and
             the start of the drain, in which the service reports itself not ready
             (`is_ready`) but keeps working as before, so that load balancers can stop
-            sending it traffic first. Counted within ``grace``. Defaults to the
+            sending it traffic first. Counted within ``grace``, and shorter than half
+            of it. Defaults to the
             ``GRACEFUL_ASYNC_PRE_DRAIN_DELAY`` environment variable, else 0.
         ready_on_start: Mark the service ready (`set_ready`) as main starts. Pass
             False to call `set_ready` yourself when the service is ready.
@@ -125,7 +126,8 @@ def run(
             type.
         ValueError: If ``backend``, ``grace``, ``drain``, ``pre_drain_delay``,
             ``signals``, ``exit_codes``, ``dump_signal`` or ``reload_signal`` is
-            invalid, or ``pre_drain_delay`` plus ``drain`` is not shorter than ``grace``.
+            invalid, ``pre_drain_delay`` is not shorter than half of ``grace``, or
+            ``pre_drain_delay`` plus ``drain`` is not shorter than ``grace``.
         ModuleNotFoundError: If trio or uvloop is asked for but not installed.
         RuntimeError: If another `run()` is active in this process.
 
