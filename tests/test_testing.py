@@ -78,6 +78,9 @@ async def test_work_in_flight_finishes_in_the_drain() -> None:
         ("return", 0, "main returned"),
         ("request", 3, "shutdown requested (deploy)"),
         ("exit", 4, "sys.exit(4)"),
+        ("exit256", 0, "sys.exit(256)"),
+        ("exit-1", 255, "sys.exit(-1)"),
+        ("interrupt", 130, "error in main (KeyboardInterrupt())"),
     ],
 )
 async def test_exit_statuses(end: str, status: int, reason: str) -> None:
@@ -88,6 +91,10 @@ async def test_exit_statuses(end: str, status: int, reason: str) -> None:
             graceful_async.request_shutdown("deploy", exit_code=3)
         elif end == "exit":
             sys.exit(4)
+        elif end.startswith("exit"):
+            sys.exit(int(end[4:]))
+        elif end == "interrupt":
+            raise KeyboardInterrupt
         elif end == "sigint":
             await anyio.sleep_forever()
         return "value"
@@ -99,6 +106,65 @@ async def test_exit_statuses(end: str, status: int, reason: str) -> None:
     result = await service.wait()
     assert (result.exit_status, result.reason) == (status, reason)
     assert result.value == ("value" if end in ("return", "request") else None)
+
+
+async def test_tasks_the_test_starts_meanwhile_survive_and_the_test_goes_on() -> None:
+    """A task the test starts while the service runs is not swept as the program's."""
+    finished: list[str] = []
+
+    async def client() -> None:
+        await anyio.sleep(0.2)
+        finished.append("client")
+
+    async def main() -> None:
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        async with run_service(main, grace=2) as service:
+            await service.wait_ready()
+            tg.start_soon(client)
+            await anyio.sleep(0.05)
+            service.send_signal(signal.SIGTERM)
+        finished.append("after the block")
+    assert finished == ["after the block", "client"]
+
+
+async def test_waiting_for_the_shutdown_first_thing_in_the_block_waits() -> None:
+    """wait_shutdown_requested() in the block waits even before main has started."""
+    seen: list[bool] = []
+
+    async def main() -> None:
+        await anyio.sleep_forever()
+
+    async with run_service(main, grace=2) as service:
+        with anyio.move_on_after(0.2) as scope:
+            await graceful_async.wait_shutdown_requested()
+        seen.append(scope.cancelled_caught)
+        service.send_signal(signal.SIGTERM)
+        await graceful_async.wait_shutdown_requested()
+        seen.append(graceful_async.shutdown_requested())
+    assert seen == [True, True]
+
+
+@pytest.mark.parametrize("round_", [1, 2])
+async def test_reload_hooks_do_not_leak_between_services(round_: int) -> None:
+    """Reload hooks a service registers are gone once it ends."""
+    ran: list[str] = []
+    reloaded = anyio.Event()
+
+    async def main() -> None:
+        graceful_async.on_reload(ran.append, f"round {round_}")
+        graceful_async.on_reload(reloaded.set)
+        await anyio.sleep_forever()
+
+    async with run_service(main, reload_signal=signal.SIGHUP) as service:
+        await service.wait_ready()
+        await anyio.sleep(0.01)
+        service.send_signal(signal.SIGHUP)
+        await reloaded.wait()
+        service.send_signal(signal.SIGTERM)
+    assert ran == [f"round {round_}"]
+    assert graceful_async._reload._hooks == []
 
 
 async def test_an_error_in_main_is_status_1_and_kept() -> None:
@@ -207,20 +273,17 @@ async def test_readiness_reload_and_pre_drain_delay() -> None:
         await graceful_async.wait_shutdown_requested()
         events.append("drain began")
 
-    try:
-        async with run_service(
-            main, reload_signal=signal.SIGHUP, pre_drain_delay=0.2, ready_on_start=False
-        ) as service:
-            assert not graceful_async.is_ready()
-            await service.wait_ready()
-            service.send_signal(signal.SIGHUP)
-            await reloaded.wait()
-            service.send_signal(signal.SIGTERM)
-            events.append(f"ready={graceful_async.is_ready()}")
-            await anyio.sleep(0.05)
-            events.append(f"requested={graceful_async.shutdown_requested()}")
-    finally:
-        graceful_async._reload._hooks.clear()
+    async with run_service(
+        main, reload_signal=signal.SIGHUP, pre_drain_delay=0.2, ready_on_start=False
+    ) as service:
+        assert not graceful_async.is_ready()
+        await service.wait_ready()
+        service.send_signal(signal.SIGHUP)
+        await reloaded.wait()
+        service.send_signal(signal.SIGTERM)
+        events.append(f"ready={graceful_async.is_ready()}")
+        await anyio.sleep(0.05)
+        events.append(f"requested={graceful_async.shutdown_requested()}")
     assert events == ["ready=False", "requested=False", "drain began"]
     assert service.result.exit_status == 143
 

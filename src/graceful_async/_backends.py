@@ -132,15 +132,6 @@ def current_backend() -> str:
     return "asyncio"
 
 
-def all_tasks(backend: str) -> set[object]:
-    """The asyncio tasks alive now (trio has no tasks outside the task tree)."""
-    if backend == "trio":
-        return set()
-    import asyncio
-
-    return set(asyncio.all_tasks())
-
-
 def cancel_stray_tasks(backend: str, own: set[object]) -> list[Any]:
     """Cancel the tasks that live outside main's task tree, and return them.
 

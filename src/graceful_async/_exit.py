@@ -139,11 +139,14 @@ def exit_code(
 
     Death by SIGINT shows as 130 in a shell's ``$?``, and so it is given here.
     """
+    if isinstance(outcome.error, KeyboardInterrupt) and not failed:
+        return 128 + signal.SIGINT  # the interpreter dies by SIGINT
     if outcome.error is not None or failed:
         return 1
     if outcome.system_exit is not None:
         code = outcome.system_exit.code
-        return 0 if code is None else code if isinstance(code, int) else 1
+        # The operating system keeps the low 8 bits: sys.exit(256) is 0, sys.exit(-1) 255.
+        return 0 if code is None else code & 0xFF if isinstance(code, int) else 1
     if trigger.kind == "return":
         return 0
     if trigger.kind == "request":
@@ -157,6 +160,8 @@ def exit_status(
     outcome: Outcome, trigger: Trigger, exit_codes: dict[signal.Signals, int], failed: bool
 ) -> str:
     """Describe the status conclude() will produce, for the final log line."""
+    if isinstance(outcome.error, KeyboardInterrupt) and not failed:
+        return "death by SIGINT"
     if outcome.error is not None:
         return "1 (error)"
     if failed:

@@ -7,7 +7,8 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 import anyio
@@ -52,6 +53,18 @@ class ReloadHook(Hook[T]):
 # the order they were registered, until unregistered.
 _lock = threading.Lock()
 _hooks: list[ReloadHook[Any]] = []
+
+
+@contextmanager
+def registrations_restored() -> Iterator[None]:
+    """Put the reload hooks back as they were before the block (for tests)."""
+    with _lock:
+        saved = list(_hooks)
+    try:
+        yield
+    finally:
+        with _lock:
+            _hooks[:] = saved
 
 
 @overload
@@ -206,9 +219,12 @@ async def _run_one(hook: ReloadHook[Any]) -> bool:
             result = hook.fn(*hook.args)
             if inspect.isawaitable(result):
                 await result
-    except Exception:
+    except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
+        raise  # the shutdown's cancellation, or the user's Ctrl+C
+    except BaseException:
         # The service keeps running on its old configuration: a bad reload must not
-        # take it down. (A cancellation is not caught: it is the shutdown's.)
+        # take it down, not even one that calls sys.exit() (argparse does, on a bad
+        # option).
         logger.exception("reload hook %s failed", hook.name)
         return False
     if scope.cancelled_caught:

@@ -204,12 +204,13 @@ async def _supervise(
     config: RunConfig,
     handled: bool,
     call_main: Callable[[], Awaitable[Any]],
-    spare: frozenset[object] = frozenset(),
+    sweep: bool = True,
 ) -> Outcome:
     """Run main through the phases, up to the end of the hooks, on the running loop.
 
-    ``spare`` holds asyncio tasks that are not the program's, for the sweep of stray
-    tasks to leave alone (the test's own, under `graceful_async.testing`).
+    ``sweep=False`` leaves tasks outside main's tree alone: under
+    `graceful_async.testing` those are the test's own, and a program's plain asyncio
+    tasks cannot be told apart from them.
     """
     watchdog.list_tasks = task_lister(config.backend)
     state.current_task = task_getter(config.backend)
@@ -247,11 +248,13 @@ async def _supervise(
             with bounded_scope():
                 await reloader.wait_stopped()
 
-        stray = cancel_stray_tasks(
-            config.backend, {current_task_handle(config.backend), relay.task, *spare}
-        )
-        with bounded_scope():
-            await wait_for_tasks(stray)
+        stray = []
+        if sweep:
+            stray = cancel_stray_tasks(
+                config.backend, {current_task_handle(config.backend), relay.task}
+            )
+            with bounded_scope():
+                await wait_for_tasks(stray)
         await stop_children(state)
 
         done = f"main's task tree unwound; {len(stray)} stray task(s) cancelled"

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from . import _hooks
-from ._backends import all_tasks, current_backend
+from . import _hooks, _reload
+from ._backends import current_backend
 from ._config import make_config
 from ._exit import Outcome, exit_code
 from ._runner import _supervise
@@ -168,9 +168,19 @@ async def run_service(
     raises, the service is cancelled first. Only one service, or `run()`, may be active
     at a time.
 
-    A task that swallows cancellation cannot be stopped in-process: when the deadline
-    passes, the result says ``forced`` and the service is cancelled, but such a task
-    keeps the block from ending. Give the test a timeout.
+    Where it differs from a real `run()`:
+
+    - A task that swallows cancellation cannot be stopped in-process: when the deadline
+      passes, the result says ``forced`` and the service is cancelled, but such a task
+      keeps the block from ending. Give the test a timeout.
+    - On asyncio, tasks that main starts with a bare ``asyncio.create_task()``, outside
+      anyio's task groups, are not cancelled at the end: they cannot be told apart from
+      the test's own tasks.
+    - On asyncio, ``sys.exit()`` or ``KeyboardInterrupt`` raised in a child task of main
+      escapes the test's event loop itself, as it would escape ``asyncio.run()``; the
+      real `run()` catches it. On trio it ends the service as it would the program.
+    - Reload hooks registered while the service runs are unregistered when it ends, so
+      that tests do not leak them into each other.
 
     Yields:
         The running `Service`.
@@ -193,6 +203,8 @@ async def run_service(
         reload_signal=reload_signal,
     )
     state = ShutdownState(config.grace, config.drain, config.pre_drain_delay)
+    # Made before the block runs, so that wait_shutdown_requested() in it really waits.
+    state.requested = anyio.Event()
     service = Service(state, config.signals, config.reload_signal)
     forced: list[str] = []
     forced_waker = _Waker()
@@ -209,6 +221,7 @@ async def run_service(
         with (
             active_run(state),
             _hooks.reopened_afterwards(),
+            _reload.registrations_restored(),
             Watchdog(state, force=force) as watchdog,
         ):
             service_scope = anyio.CancelScope()
@@ -220,13 +233,14 @@ async def run_service(
                     service_scope.cancel("the deadline passed")
 
             async def supervise() -> None:
-                # The tasks alive now are the test's, not the program's: the sweep of
-                # stray tasks must leave them alone.
-                spare = frozenset(all_tasks(backend))
                 outcome = Outcome()
                 try:
                     with service_scope:
-                        outcome = await _supervise(state, watchdog, config, False, call_main, spare)
+                        # No sweep of tasks outside main's tree: here they are the
+                        # test's own, and a program's are not told apart from them.
+                        outcome = await _supervise(
+                            state, watchdog, config, False, call_main, sweep=False
+                        )
                 finally:
                     guard_scope.cancel()
                 service._finish(_result(state, outcome, config.exit_codes, forced))
