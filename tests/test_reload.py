@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -97,6 +98,30 @@ def test_a_failing_reload_hook_is_logged_and_the_service_goes_on(
     assert failures[0].exc_info is not None
     assert "reload done in" in logs.text
     assert "1 hook(s) failed" in logs.text
+
+
+def test_a_reload_hook_that_exits_does_not_end_the_service(
+    backend: Backend, logs: pytest.LogCaptureFixture
+) -> None:
+    """sys.exit() in a reload hook (argparse on a bad option) is logged; the service goes on."""
+    ran: list[str] = []
+
+    def reparse() -> None:
+        ran.append("reparse")
+        sys.exit(2)
+
+    async def main() -> str:
+        graceful_async.on_reload(reparse)
+        graceful_async.on_reload(ran.append, "next")
+        _hup()
+        await _wait_until(lambda: len(ran) == 2)
+        await anyio.sleep(0.05)
+        return "still running"
+
+    assert backend.run(main, reload_signal=signal.SIGHUP) == "still running"
+    assert ran == ["reparse", "next"]
+    assert "reload hook" in logs.text
+    assert "SystemExit: 2" in logs.text
 
 
 def test_reloads_never_overlap(backend: Backend) -> None:

@@ -235,3 +235,23 @@ def test_other_notify_addresses_are_left_alone(
 
     backend.run(main)
     assert not any("systemd" in r.getMessage() for r in logs.records)
+
+
+def test_free_text_cannot_forge_or_break_a_message(backend: Backend, manager: Manager) -> None:
+    """A reason with newlines or undecodable bytes stays inside its STATUS line."""
+    reason = "deploy\nREADY=1\nMAINPID=1 " + os.fsdecode(b"app-\xff.toml")
+
+    async def main() -> None:
+        graceful_async.request_shutdown(reason, exit_code=3)
+        await anyio.sleep_forever()
+
+    with pytest.raises(SystemExit) as exc_info:
+        backend.run(main)
+    assert exc_info.value.code == 3
+    messages = manager.messages()
+    assert messages[0] == {"READY": "1", "STATUS": "ready"}
+    (stopping,) = messages[1:]
+    assert set(stopping) == {"STOPPING", "STATUS", "EXTEND_TIMEOUT_USEC"}
+    assert stopping["STATUS"] == (
+        "stopping: shutdown requested (deploy READY=1 MAINPID=1 app-\\udcff.toml)"
+    )

@@ -43,9 +43,14 @@ class Notifier:
 
     def send(self, **fields: object) -> bool:
         """Send one message, such as ``send(READY=1)``; True if it went out."""
-        message = "\n".join(f"{key}={value}" for key, value in fields.items())
+        # One line per field: a newline inside a value (a shutdown reason is free text)
+        # would smuggle in a field of its own, such as READY=1.
+        message = "\n".join(
+            f"{key}={str(value).replace(chr(10), ' ')}" for key, value in fields.items()
+        )
         try:
-            self._socket.sendto(message.encode(), self.address)
+            data = message.encode("utf-8", errors="backslashreplace")
+            self._socket.sendto(data, self.address)
         except OSError as exc:
             # The service must go on, and stop, whether or not systemd listens. Say so
             # once: a broken notify socket tends to stay broken.
