@@ -9,7 +9,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -332,7 +332,8 @@ def test_a_stuck_server_shutdown_is_cut_at_the_grace_deadline(
     assert "the server's shutdown was cut off" in logs.text
 
 
-def test_a_server_error_comes_out_of_serve_as_it_is() -> None:
+@pytest.mark.parametrize("backend", [ASYNCIO, TRIO], ids=["asyncio", "trio"])
+def test_a_server_error_comes_out_of_serve_as_it_is(backend: Backend) -> None:
     """serve() raises what the server raised, not an exception group around it."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -343,11 +344,38 @@ def test_a_server_error_comes_out_of_serve_as_it_is() -> None:
             await hypercorn.serve(readiness_app, bind=f"127.0.0.1:{port}")
 
         with pytest.raises(OSError, match="in use"):
-            ASYNCIO.run(main)
+            backend.run(main)
     # Hypercorn drops the socket it could not bind without closing it.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
+
+
+def test_a_uvicorn_that_fails_to_start_is_an_error() -> None:
+    """A failed lifespan startup ends the run with Uvicorn's status, never ready."""
+    ready: list[bool] = []
+
+    async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_note_readiness, ready)
+            await uvicorn.serve(app, host="127.0.0.1", port=0, lifespan="on")
+
+    with pytest.raises(SystemExit) as exited:
+        ASYNCIO.run(main, ready_on_start=False)
+    assert exited.value.code == 3  # Uvicorn's STARTUP_FAILURE
+    assert ready == []
+
+
+async def _note_readiness(ready: list[bool]) -> None:
+    while True:
+        if graceful_async.is_ready():
+            ready.append(True)
+        await anyio.sleep(0.005)
 
 
 def test_hypercorn_leaves_the_given_config_alone(backend: Backend) -> None:

@@ -6,6 +6,7 @@ Needs the ``hypercorn`` extra: ``pip install graceful-async[hypercorn]``.
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -17,6 +18,9 @@ import graceful_async
 from .._backends import current_backend
 from ._server import check_running, server_lifetime
 from .asgi import ASGIApp
+
+if sys.version_info < (3, 11):  # pragma: no cover - anyio depends on the backport there
+    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["serve"]
 
@@ -84,6 +88,9 @@ async def serve(
             try:
                 await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
             except Exception as exc:  # raised below as it is, not in a task group's group
+                # On trio, Hypercorn's nurseries wrap it in a group for each one it left.
+                while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                    exc = exc.exceptions[0]  # type: ignore[assignment]
                 failed.append(exc)
 
         # In a task of its own: before Python 3.13, Hypercorn's asyncio.TaskGroup leaves a

@@ -101,6 +101,9 @@ async def serve(
             for listener in getattr(server, "servers", ()):
                 listener.close()
         tg.cancel_scope.cancel()
+    if not server.started and not state.stopping:
+        # Current Uvicorns exit with status 3 themselves; older ones just return.
+        raise RuntimeError("Uvicorn did not start; its log says why")
 
 
 class _Server(uvicorn.Server):
@@ -118,4 +121,7 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         # Returns once the server listens (it exits the process when it cannot).
         await super().startup(sockets=sockets)
-        graceful_async.set_ready()
+        # Older Uvicorns return from a failed start (or one the drain cut short) instead
+        # of exiting: ready only if it really listens and is not already stopping.
+        if self.started and not self.should_exit:
+            graceful_async.set_ready()
