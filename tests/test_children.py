@@ -296,6 +296,28 @@ def test_send_signal_reaches_only_the_child(backend: Backend) -> None:
     backend.run(main)
 
 
+def test_children_do_not_inherit_systemds_variables(
+    backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NOTIFY_SOCKET and the watchdog variables are the service's alone; the rest passes."""
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody-listens"))
+    monkeypatch.setenv("WATCHDOG_USEC", "60000000")
+    monkeypatch.setenv("GA_KEPT", "yes")
+    out = tmp_path / "env.txt"
+    show = (
+        "import os; print(sorted(k for k in os.environ "
+        "if k in ('NOTIFY_SOCKET', 'WATCHDOG_USEC', 'GA_KEPT')))"
+    )
+
+    async def main() -> None:
+        with anyio.fail_after(WAIT), out.open("w") as stream:
+            child = graceful_async.start_child([sys.executable, "-c", show], stdout=stream)
+            assert await child.wait() == 0
+
+    backend.run(main)
+    assert out.read_text().strip() == "['GA_KEPT']"
+
+
 # --- argument and context errors
 
 

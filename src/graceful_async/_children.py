@@ -26,6 +26,7 @@ import anyio
 from ._log import logger
 from ._scopes import bounded_scope, to_loop_clock
 from ._shutdown import current_state
+from ._systemd import SYSTEMD_VARIABLES
 
 if TYPE_CHECKING:
     from ._shutdown import ShutdownState
@@ -130,6 +131,10 @@ def start_child(
     group first. On Linux the child also gets SIGKILL if the service itself dies, even
     by SIGKILL. This function does not block: it starts the child and returns.
 
+    The child inherits the service's environment, less systemd's ``NOTIFY_SOCKET``,
+    ``WATCHDOG_USEC`` and ``WATCHDOG_PID``: it is not the service, and must not speak for
+    it.
+
     Args:
         command: What to run, as for `subprocess.Popen`: a list of arguments, or a
             string (a program name, or a command line with ``shell=True``).
@@ -179,6 +184,10 @@ def start_child(
     # a lock (malloc's, say) at the fork: ours only makes a foreign call resolved in
     # advance and two or three system calls. It is the only way to set the parent-death
     # signal from Python.
+    if "env" not in popen_kwargs and SYSTEMD_VARIABLES & os.environ.keys():
+        # The child is not the service: it must not speak for it to systemd (as
+        # sd_notify(3)'s unset_environment does), nor ping its watchdog.
+        popen_kwargs["env"] = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
     popen = subprocess.Popen(
         command,
         start_new_session=True,

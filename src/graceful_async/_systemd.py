@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from ._log import logger
 
 NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
+#: What systemd tells the service alone: child processes do not inherit these.
+SYSTEMD_VARIABLES = frozenset({NOTIFY_SOCKET_ENV, "WATCHDOG_USEC", "WATCHDOG_PID"})
 
 
 class Notifier:
