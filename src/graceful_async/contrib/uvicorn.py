@@ -51,6 +51,8 @@ async def serve(
         ValueError: If ``config.app`` is not ``app``.
         RuntimeError: Outside `graceful_async.run`, or on trio (use
             `graceful_async.contrib.hypercorn` there).
+        SystemExit: With status 3, as Uvicorn itself exits, if the server failed to
+            start (its lifespan startup failed, or it could not listen).
 
     Example:
         ```python
@@ -102,8 +104,13 @@ async def serve(
                 listener.close()
         tg.cancel_scope.cancel()
     if not server.started and not state.stopping:
-        # Current Uvicorns exit with status 3 themselves; older ones just return.
-        raise RuntimeError("Uvicorn did not start; its log says why")
+        # Current Uvicorns exit with this status themselves; older ones just return.
+        raise SystemExit(_STARTUP_FAILURE)
+
+
+# Uvicorn's status for a server that failed to start (uvicorn.config.STARTUP_FAILURE
+# in current versions, uvicorn.main's in older ones).
+_STARTUP_FAILURE = 3
 
 
 class _Server(uvicorn.Server):
