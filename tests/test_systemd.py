@@ -255,3 +255,24 @@ def test_free_text_cannot_forge_or_break_a_message(backend: Backend, manager: Ma
     assert stopping["STATUS"] == (
         "stopping: shutdown requested (deploy READY=1 MAINPID=1 app-\\udcff.toml)"
     )
+
+
+def test_a_signal_after_main_returned_extends_the_stop(backend: Backend, manager: Manager) -> None:
+    """systemd's SIGTERM during the hooks after main returned gets its extension too."""
+
+    async def hook() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await anyio.sleep(0.2)
+
+    async def main() -> str:
+        graceful_async.on_shutdown(hook)
+        return "done"
+
+    assert backend.run(main, grace=7) == "done"
+    messages = manager.messages()
+    assert messages[:2] == [
+        {"READY": "1", "STATUS": "ready"},
+        {"STOPPING": "1", "STATUS": "stopping: main returned"},
+    ]
+    (extension,) = messages[2:]
+    assert 7_000_000 < int(extension["EXTEND_TIMEOUT_USEC"]) <= 8_000_000

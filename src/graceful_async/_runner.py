@@ -303,6 +303,7 @@ class _Relay:
         self._main_scope = main_scope
         self._backend = backend
         self._announced = False
+        self._announced_armed = False
         self._applied_trigger = False
         self._applied_escalation = False
         self.main_done = False
@@ -351,6 +352,12 @@ class _Relay:
             self._begin_drain()
         if state.phase == "draining":
             self._maybe_end_drain(trigger)
+        if state.armed and not self._announced_armed:
+            # A signal after main returned: the stop is now bounded, and systemd, which
+            # sent that signal and started its stop timeout, must wait for it.
+            self._announced_armed = True
+            if state.notifier is not None:
+                state.notifier.extend_timeout(state.deadline - time.monotonic())
         if self._reloads_seen != state.reloads_requested and self._reloader is not None:
             self._reloads_seen = state.reloads_requested
             self._reloader.request()

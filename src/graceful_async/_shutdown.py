@@ -201,6 +201,7 @@ class ShutdownState:
                 # the process. Only this handler writes _armed_at.
                 self._armed_at = time.monotonic()
                 self.watchdog_waker.poke()
+                self.loop_waker.poke()
         elif number == 2:
             self.escalate()
         else:

@@ -73,13 +73,12 @@ class Notifier:
     def stopping(self, what: str, seconds_left: float) -> None:
         """Say that the stop has begun, and that it may take ``seconds_left`` more."""
         fields: dict[str, object] = {"STOPPING": 1, "STATUS": f"stopping: {what}"}
-        if math.isfinite(seconds_left):
-            # systemd's TimeoutStopSec may be shorter than our grace period. Asking for
-            # the time we are sure to need (plus a second for the exit itself) keeps
-            # systemd from killing us inside our own deadline; it is never less than
-            # the stop timeout systemd already granted.
-            fields["EXTEND_TIMEOUT_USEC"] = int((seconds_left + 1.0) * 1_000_000)
+        fields.update(_extension(seconds_left))
         self.send(**fields)
+
+    def extend_timeout(self, seconds_left: float) -> None:
+        """Ask for ``seconds_left`` more (a signal came after main had returned)."""
+        self.send(**_extension(seconds_left))
 
     def ping_if_due(self) -> float:
         """Send WATCHDOG=1 if it is time; return when the next ping is due."""
@@ -93,6 +92,15 @@ class Notifier:
 
     def close(self) -> None:
         self._socket.close()
+
+
+def _extension(seconds_left: float) -> dict[str, object]:
+    if not math.isfinite(seconds_left):
+        return {}
+    # systemd's TimeoutStopSec may be shorter than our grace period. Asking for the time
+    # we are sure to need (plus a second for the exit itself) keeps systemd from killing
+    # us inside our own deadline; it never shortens the stop timeout systemd granted.
+    return {"EXTEND_TIMEOUT_USEC": int((max(0.0, seconds_left) + 1.0) * 1_000_000)}
 
 
 def _watchdog_interval(environ: Mapping[str, str]) -> float | None:
