@@ -1,8 +1,9 @@
 """run(): the phases of a service's life, in the order they happen.
 
-    validate -> install handlers -> run main -> (trigger) -> drain -> cancel main's tree
-    -> sweep stray tasks -> hooks -> wait for non-daemon threads -> restore handlers
-    -> exit status
+    validate -> install handlers -> run main -> (trigger: not ready) -> pre-drain delay
+    -> drain (children get their stop signal) -> cancel main's tree -> stop reloads
+    -> sweep stray tasks -> wait for (or kill) children -> hooks
+    -> wait for non-daemon threads -> restore handlers -> exit status
 
 The watchdog thread guards everything from the first trigger to the end of run().
 """
