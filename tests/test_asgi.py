@@ -122,6 +122,10 @@ def refused(port: int) -> bool:
         get(port, "/fast")
     except httpx.ConnectError:
         return True
+    except (httpx.ReadError, httpx.RemoteProtocolError):
+        # The kernel queued this connection just before the listener closed, and reset
+        # it as it closed: a race with the close, not yet a refusal. Ask again.
+        return False
     return False
 
 
