@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,98 @@ def test_a_child_that_ignores_sigterm_is_killed_at_the_drain_deadline(
     assert gone(pid)
 
 
+# A shell that leaves its own child behind (ignoring SIGTERM) and ends at once: the
+# group outlives its leader.
+LEAVING_SHELL = 'trap "" TERM; sleep 1000 & echo $! > "$0.tmp"; mv "$0.tmp" "$0"'
+
+LEAVING_SERVICE = """
+async def main():
+    graceful_async.start_child(["sh", "-c", sys.argv[1], sys.argv[2]])
+    await anyio.sleep_forever()
+
+logging.basicConfig(level=logging.INFO)
+start(main, grace=20, drain=0.5)
+"""
+
+
+def test_what_an_ended_child_left_in_its_group_is_killed(tmp_path: Path, backend: Backend) -> None:
+    """A child that ended before the shutdown may leave its own children: they go too."""
+    pidfile = tmp_path / "grandchild"
+    child = Child.start(
+        write_program(tmp_path, LEAVING_SERVICE), backend, LEAVING_SHELL, str(pidfile)
+    )
+    grandchild = pid_in(pidfile)
+    time.sleep(0.2)  # not a measurement: the shell is done by now, the group lives on
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    assert result.returncode == 143, result.stderr
+    assert "what is left of the process group of" in result.stderr
+    assert gone(grandchild)
+
+
+def test_a_child_cannot_start_once_the_children_are_stopped(backend: Backend) -> None:
+    """start_child() while the service waits for its children is refused, not missed."""
+    refused: list[str] = []
+
+    def late_start() -> None:
+        time.sleep(0.5)  # the service is waiting for its stubborn child by now
+        try:
+            anyio.from_thread.run_sync(graceful_async.start_child, ["sleep", "1000"])
+        except RuntimeError as exc:
+            refused.append(str(exc))
+
+    async def main() -> None:
+        graceful_async.start_child([sys.executable, "-c", STUBBORN_CHILD])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(anyio.to_thread.run_sync, late_start, abandon_on_cancel=True))
+            await anyio.sleep(0.1)
+            graceful_async.request_shutdown()
+
+    with pytest.raises(SystemExit):
+        backend.run(main, grace=10, drain=1.5)
+    assert len(refused) == 1
+    assert "after the service's children were stopped" in refused[0]
+
+
+def test_killed_children_are_reaped_after_a_second_signal(backend: Backend) -> None:
+    """A second signal cuts the wait for the children short, but they are still reaped."""
+    children: list[graceful_async.ChildProcess] = []
+
+    def second_signal() -> None:
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    async def main() -> None:
+        children.append(graceful_async.start_child([sys.executable, "-c", STUBBORN_CHILD]))
+        await anyio.sleep(0.3)  # the child has set up its handler
+        threading.Thread(target=second_signal, daemon=True).start()
+        os.kill(os.getpid(), signal.SIGTERM)
+        await anyio.sleep_forever()
+
+    with pytest.raises(SystemExit) as exc_info:
+        backend.run(main, grace=20, drain=15)
+    assert exc_info.value.code == 143
+    assert children[0].returncode == -signal.SIGKILL  # reaped: no zombie left
+
+
+def test_an_ignored_stop_signal_is_not_handed_on(backend: Backend) -> None:
+    """Started with SIGINT ignored (a background job), a child still gets a live SIGINT."""
+    children: list[graceful_async.ChildProcess] = []
+
+    async def main() -> None:
+        children.append(graceful_async.start_child(["sleep", "60"], stop_signal=signal.SIGINT))
+        graceful_async.request_shutdown()
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(SystemExit):
+            backend.run(main, grace=10, drain=5)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # ours stays ignored
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert children[0].returncode == -signal.SIGINT
+
+
 # --- the forced path: the watchdog's exit leaves no child behind
 
 STUCK_SERVICE = """
@@ -150,13 +243,15 @@ start(main, grace=1, drain=0.5)
 
 
 @pytest.mark.parametrize("stuck", ["block", "swallow"])
+@pytest.mark.parametrize("shell", [STUBBORN_SHELL, LEAVING_SHELL], ids=["waiting", "leaving"])
 def test_forced_exit_kills_the_child_and_its_group(
-    tmp_path: Path, backend: Backend, stuck: str
+    tmp_path: Path, backend: Backend, stuck: str, shell: str
 ) -> None:
-    """When the watchdog forces the exit (124), the child and its own child are gone."""
+    """When the watchdog forces the exit (124), the child and its own child are gone,
+    also when the child itself ended and left its own child behind."""
     pidfile = tmp_path / "grandchild"
     program = write_program(tmp_path, STUCK_SERVICE)
-    child = Child.start(program, backend, stuck, STUBBORN_SHELL, str(pidfile))
+    child = Child.start(program, backend, stuck, shell, str(pidfile))
     pid = pid_after(child, "STARTED")
     grandchild = pid_in(pidfile)
     child.send(signal.SIGTERM)
@@ -171,7 +266,7 @@ def test_the_watchdog_kills_the_children_before_it_forces_the_exit() -> None:
     state = ShutdownState(grace=0.2)
     fired = threading.Event()
     popen = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    state.children[popen.pid] = ChildProcess(popen, signal.SIGTERM, "sleep", state.children)
+    state.children[popen.pid] = ChildProcess(popen, signal.SIGTERM, "sleep")
     try:
         with Watchdog(state, force=lambda report, status: fired.set()):
             state.trigger_shutdown(Trigger("request"))
@@ -214,7 +309,7 @@ def test_children_are_stopped_when_main_returns(
     backend.run(main)
     assert children[0].returncode == -stop_signal
     assert f"returncode={-stop_signal}" in repr(children[0])
-    assert f"child process {children[0].pid} (sleep) and its group" in logs.text
+    assert f"to child process {children[0].pid} (sleep)" in logs.text
 
 
 def test_stubborn_child_is_killed_and_reaped_before_the_hooks(

@@ -2,7 +2,7 @@
 
     trigger (drain begins) -> stop_signal to each child's process group
     -> after the stray-task sweep, wait for the children until the drain deadline
-    -> SIGKILL the groups still running, and reap them
+    -> SIGKILL every group (what a child started may outlive it), and reap
     watchdog's forced exit -> SIGKILL every group; runner killed outright -> PDEATHSIG
 
 Each child is started in a session (and so a process group) of its own, so that a signal
@@ -53,17 +53,10 @@ class ChildProcess:
         pid: The child's process ID, which is also its process group's ID.
     """
 
-    def __init__(
-        self,
-        popen: subprocess.Popen[Any],
-        stop_signal: int,
-        name: str,
-        registry: dict[int, ChildProcess],
-    ) -> None:
+    def __init__(self, popen: subprocess.Popen[Any], stop_signal: int, name: str) -> None:
         self._popen = popen
         self._stop_signal = stop_signal
         self._name = name
-        self._registry = registry
         #: Whether the shutdown has sent stop_signal to the group already.
         self._signalled = False
         self.pid: int = popen.pid
@@ -79,11 +72,7 @@ class ChildProcess:
 
         As in `subprocess`: the exit code, or ``-N`` if signal N ended the child.
         """
-        code = self._popen.poll()
-        if code is not None:
-            # Reaped: its pid may be reused from now on, so never signal it again.
-            self._registry.pop(self.pid, None)
-        return code
+        return self._popen.poll()
 
     async def wait(self) -> int:
         """Wait for the child to end, and return its exit status.
@@ -175,7 +164,7 @@ def start_child(
             "event loop's thread, so that the child is stopped with the service; from "
             "another thread, use anyio.from_thread.run_sync(graceful_async.start_child, ...)"
         )
-    if state.phase in ("hooks", "exiting"):
+    if state.children_closed:
         raise RuntimeError(
             "start_child() was called after the service's children were stopped (in an "
             "on_shutdown hook?); run short commands there with anyio.run_process() instead"
@@ -188,15 +177,41 @@ def start_child(
         # The child is not the service: it must not speak for it to systemd (as
         # sd_notify(3)'s unset_environment does), nor ping its watchdog.
         popen_kwargs["env"] = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
+    # An ignored signal stays ignored across exec: a service started with SIGINT ignored
+    # (a background job, nohup) would hand that on, and stop_signal=SIGINT would do
+    # nothing. Handled signals are reset by exec anyway.
+    reset = stop_signal if signal.getsignal(stop_signal) == signal.SIG_IGN else None
     popen = subprocess.Popen(
         command,
         start_new_session=True,
-        preexec_fn=_parent_death_signal(os.getpid()),  # noqa: PLW1509
+        preexec_fn=_prepare_child(os.getpid(), reset),  # noqa: PLW1509
         **popen_kwargs,
     )
-    child = ChildProcess(popen, stop_signal, _name_of(command), state.children)
+    _forget_finished_groups(state)
+    child = ChildProcess(popen, stop_signal, _name_of(command))
     state.children[child.pid] = child
     return child
+
+
+def _forget_finished_groups(state: ShutdownState) -> None:
+    # Children stay on the books after they end, as long as their process group has
+    # members: a shell wrapper's own children outlive it, and the shutdown must reach
+    # them too. A group that is empty now stays empty (its ID cannot come back while its
+    # leader's pid is unused), so forget it, or a service that starts many short
+    # commands would grow the list for ever.
+    for pid, child in list(state.children.items()):
+        if child._popen.returncode is not None and not _group_alive(pid):
+            del state.children[pid]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # pragma: no cover - EPERM: someone else's by now; leave it be
+        return True
+    return True
 
 
 def _check_stop_signal(stop_signal: object) -> None:
@@ -255,8 +270,8 @@ def _resolve_prctl() -> Callable[..., int] | None:
 _prctl = _resolve_prctl()
 
 
-def _parent_death_signal(parent: int) -> Callable[[], None] | None:
-    """The pre-exec function that has the kernel SIGKILL the child when we die.
+def _prepare_child(parent: int, reset: int | None) -> Callable[[], None] | None:
+    """The pre-exec function: the parent-death signal, and ``reset`` back to its default.
 
     PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process.
     start_child() runs on the event loop's thread, which is run()'s own (the main thread,
@@ -264,17 +279,23 @@ def _parent_death_signal(parent: int) -> Callable[[], None] | None:
     exec, except into a set-user-ID or set-group-ID program.
     """
     prctl = _prctl
-    if prctl is None:  # pragma: no cover - not Linux
+    if prctl is None and reset is None:  # pragma: no cover - not Linux
         return None
 
-    def set_parent_death_signal() -> None:  # pragma: no cover - runs in the child
+    def prepare() -> None:  # pragma: no cover - runs in the child
+        if reset is not None:
+            # CPython counts the forked child's only thread as its main thread, so this
+            # is allowed here; it is one sigaction() call.
+            signal.signal(reset, signal.SIG_DFL)
+        if prctl is None:
+            return
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         # If we died between fork and prctl(), the signal will never come: the child has
         # been reparented already. Die now, as the signal would have made it.
         if os.getppid() != parent:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    return set_parent_death_signal
+    return prepare
 
 
 # --- waiting
@@ -304,24 +325,34 @@ async def _wait_for_exit(pid: int) -> None:
 
 
 def signal_children(state: ShutdownState) -> None:
-    """Send each child's stop signal to its process group, once. On the loop only."""
+    """Send each child's stop signal to its process group, once. On the loop only.
+
+    Also to the group of a child that has ended already: what it started may still run.
+    """
     for child in list(state.children.values()):
-        if not child._signalled and child.returncode is None:
-            child._signalled = True
-            logger.info(
-                "sending %s to child process %s and its group",
-                _signal_name(child._stop_signal),
-                child._describe(),
-            )
-            _signal_group(child.pid, child._stop_signal)
+        if child._signalled:
+            continue
+        child._signalled = True
+        running = child.returncode is None
+        if not running and not _group_alive(child.pid):
+            continue
+        logger.info(
+            "sending %s to %s %s",
+            _signal_name(child._stop_signal),
+            "child process" if running else "what is left of the process group of",
+            child._describe(),
+        )
+        _signal_group(child, child._stop_signal)
 
 
 async def stop_children(state: ShutdownState) -> None:
-    """Wait for the children until the drain deadline, then SIGKILL the rest and reap them.
+    """Wait for the children until the drain deadline, then SIGKILL their groups and reap.
 
     Called after main's tree has unwound and before the hooks, so that the hooks run with
-    no child left. A second signal cuts the wait short (the scope is a bounded one).
+    no child left: no child can be started from here on. A second signal cuts the wait
+    short (the scope is a bounded one), but not the reaping.
     """
+    state.children_closed = True
     signal_children(state)  # the ones started after the shutdown began
     children = list(state.children.values())
     if not children:
@@ -333,16 +364,21 @@ async def stop_children(state: ShutdownState) -> None:
         for child in children:
             await child.wait()
     left = [child for child in children if child.returncode is None]
-    if not left:
-        return
-    logger.warning(
-        "drain time is up: killing %d child process(es) still running: %s",
-        len(left),
-        ", ".join(child._describe() for child in left),
-    )
-    for child in left:
-        _signal_group(child.pid, signal.SIGKILL)
-    with bounded_scope(_REAP_TIMEOUT):
+    if left:
+        logger.warning(
+            "%s: killing %d child process(es) still running: %s",
+            "second signal" if state.escalated else "drain time is up",
+            len(left),
+            ", ".join(child._describe() for child in left),
+        )
+    # Every group, also those whose leader has ended: a wrapper's own children may
+    # still be in it.
+    for child in children:
+        _signal_group(child, signal.SIGKILL)
+    # Shielded: after a second signal too, the killed children are reaped, not left as
+    # zombies. SIGKILL cannot be ignored, so this is quick unless one is stuck in the
+    # kernel.
+    with anyio.move_on_after(_REAP_TIMEOUT, shield=True):
         for child in left:
             await child.wait()
 
@@ -351,10 +387,10 @@ def kill_children(state: ShutdownState) -> None:
     """SIGKILL every child's group, from the watchdog, just before the forced exit.
 
     The main thread may be wedged holding any lock, so this takes none, logs nothing and
-    only makes system calls. list() of a dict's keys is a single C call.
+    only makes system calls. list() of a dict's values is a single C call.
     """
-    for pid in list(state.children):
-        _signal_group(pid, signal.SIGKILL)
+    for child in list(state.children.values()):
+        _signal_group(child, signal.SIGKILL)
 
 
 def _signal_name(sig: int) -> str:
@@ -364,10 +400,12 @@ def _signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-def _signal_group(pid: int, sig: int) -> None:
-    # The group first, for a shell wrapper's own children; then the child itself, in
-    # case it moved to another group (a daemon that called setsid(), say).
+def _signal_group(child: ChildProcess, sig: int) -> None:
+    # The group, for a shell wrapper's own children; then the child itself, in case it
+    # moved to another group (a daemon that called setsid(), say), but only while it is
+    # not reaped: after that its pid may belong to another process.
     with contextlib.suppress(OSError):
-        os.killpg(pid, sig)
-    with contextlib.suppress(OSError):
-        os.kill(pid, sig)
+        os.killpg(child.pid, sig)
+    if child._popen.returncode is None:
+        with contextlib.suppress(OSError):
+            os.kill(child.pid, sig)

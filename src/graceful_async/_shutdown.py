@@ -153,9 +153,11 @@ class ShutdownState:
         self.failed_workers: list[str] = []
         #: The workers running now, by a token of their own, for the stuck report.
         self.running_workers: dict[object, str] = {}
-        #: Child processes from start_child() not yet reaped, by pid (= process group).
-        #: Changed on the loop only; the watchdog reads a list() of it to kill them.
+        #: Child processes from start_child(), by pid (= process group), until their
+        #: group is empty. Changed on the loop only; the watchdog reads a list() of it.
         self.children: dict[int, ChildProcess] = {}
+        #: Set once the children are being stopped: no new child may start then.
+        self.children_closed = False
         #: The wake-up fd that ours replaced, to which the watchdog passes signal bytes on
         #: (-1: none). Written by the loop only.
         self.forward_fd = -1
