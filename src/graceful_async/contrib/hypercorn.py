@@ -16,6 +16,7 @@ from hypercorn.config import Config, Sockets
 import graceful_async
 
 from .._backends import current_backend
+from .._log import logger
 from ._server import check_running, server_lifetime
 from .asgi import ASGIApp
 
@@ -91,6 +92,13 @@ async def serve(
                 # On trio, Hypercorn's nurseries wrap it in a group for each one it left.
                 while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
                     exc = exc.exceptions[0]  # type: ignore[assignment]
+                if state.escalated:
+                    # A second signal cancels the server in the middle of its own
+                    # shutdown, and Hypercorn's asyncio side then trips over that
+                    # (InvalidStateError from its gathered tasks). It is the signal's
+                    # doing, not a failure of the service: the exit status stays 128+N.
+                    logger.debug("hypercorn stopped by a second signal: %r", exc)
+                    return
                 failed.append(exc)
 
         # In a task of its own: before Python 3.13, Hypercorn's asyncio.TaskGroup leaves a
