@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,7 @@ def test_reload_and_dump_signals_from_flag_and_environment(
     child.send(signal.SIGHUP)
     child.wait_for("reloaded")
     child.send(signal.SIGUSR1)
+    time.sleep(1.0)  # not a measurement: the watchdog thread writes the report meanwhile
     child.send(signal.SIGTERM)
     result = child.finish()
     assert result.returncode == 128 + signal.SIGTERM
