@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -415,3 +416,16 @@ def test_dump_signal_reports_a_blocked_loop(tmp_path: Path, backend: Backend) ->
     # catch the main thread between two sleeps, or running the signal handler.
     assert "in main" in live
     assert "in main" in final  # and the deadline's own report after it
+
+
+def test_a_report_asked_for_just_before_the_end_is_still_written(
+    backend: Backend, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A dump signal right before run() ends is not lost to the watchdog's own exit."""
+
+    async def main() -> str:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return "done"
+
+    assert backend.run(main, dump_signal=signal.SIGUSR1) == "done"
+    assert "graceful_async: report on request" in capfd.readouterr().err

@@ -87,16 +87,17 @@ class Watchdog:
             if not ready:
                 continue
             data = state.watchdog_waker.read_some()
-            if b"q" in data:
-                return
             if b"k" in data:
                 self._fire("a third signal arrived")
                 return
             if b"d" in data:
                 # A live report: built here, off the loop, so a blocked or busy loop
-                # cannot delay it, and written while the service carries on.
+                # cannot delay it, and written while the service carries on. Before
+                # "q": a report asked for just before run() ends is still written.
                 report = build_report(state, "report on request", None, self.list_tasks)
                 write_stderr(report, min(1.0, max(0.0, self._deadline() - time.monotonic())))
+            if b"q" in data:
+                return
             self._signal_bytes(bytes(b for b in data if 0 < b < _NSIG))
 
     def _signal_bytes(self, signums: bytes) -> None:
