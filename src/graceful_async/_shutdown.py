@@ -318,7 +318,8 @@ class ShutdownState:
         True from the trigger on, except during the pre-drain delay, in which the program
         keeps serving as before (it only reports itself not ready).
         """
-        if self.trigger is None:
+        # drain() asks for every item: the common answer (no trigger) costs one check.
+        if not self._triggers:
             return False
         return self.drain_began or time.monotonic() >= self.drain_begins_at
 
