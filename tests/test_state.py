@@ -280,6 +280,20 @@ def test_signal_during_hooks_after_return_is_bounded(tmp_path: Path, backend: Ba
     assert "stuck-sync-hook (running for" in result.stderr
 
 
+def test_request_during_hooks_after_return_is_bounded(tmp_path: Path, backend: Backend) -> None:
+    """request_shutdown() while hooks run after main returned arms the deadline, too."""
+    body = """
+    async def main():
+        graceful_async.on_shutdown(time.sleep, 600, name="stuck-sync-hook")
+        graceful_async.on_shutdown(graceful_async.request_shutdown, "stop now")
+
+    start(main, grace=0.5)
+    """
+    result = run_program(tmp_path, body, backend)
+    assert result.returncode == graceful_async.FORCED_EXIT_STATUS
+    assert "stuck-sync-hook (running for" in result.stderr
+
+
 def test_cancellation_escaping_main_is_mains_own_outcome() -> None:
     """A CancelledError that main caused itself still runs the hooks, then propagates."""
     ran: list[str] = []

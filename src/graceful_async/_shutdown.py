@@ -200,14 +200,23 @@ class ShutdownState:
         if number == 1:
             if not self.trigger_shutdown(Trigger("signal", signum=signum)):
                 # After a softer trigger (main returned), a first signal still bounds
-                # the process. Only this handler writes _armed_at.
-                self._armed_at = time.monotonic()
-                self.watchdog_waker.poke()
-                self.loop_waker.poke()
+                # the process.
+                self.arm()
         elif number == 2:
             self.escalate()
         else:
             self.watchdog_waker.poke(b"k")
+
+    def arm(self) -> None:
+        """Bound the rest of the process, after main returned: a signal or a request came.
+
+        Set once; a signal handler and a thread racing here each write a time of a few
+        microseconds apart, and either is right.
+        """
+        if self._armed_at is None:
+            self._armed_at = time.monotonic()
+            self.watchdog_waker.poke()
+            self.loop_waker.poke()
 
     def reload_requested(self) -> None:
         """The reload signal arrived: count it and wake the loop."""
@@ -248,7 +257,7 @@ class ShutdownState:
 
     @property
     def armed(self) -> bool:
-        """Whether a signal arrived after main returned (which bounds the hooks)."""
+        """Whether a signal or a request came after main returned (which bounds the rest)."""
         return self._armed_at is not None
 
     @property
@@ -270,7 +279,8 @@ class ShutdownState:
             deadline = trigger.at + self.grace
         elif self._armed_at is not None:
             # main returning is no reason to kill the process: its hooks are bounded
-            # cooperatively, and the watchdog is armed only if a signal arrives.
+            # cooperatively, and the watchdog is armed only if a signal or a request
+            # comes.
             deadline = self._armed_at + self.grace
         if self._escalated_at is not None:
             deadline = min(deadline, self._escalated_at + ESCALATION_TIMEOUT)
@@ -390,7 +400,9 @@ def request_shutdown(reason: str | None = None, *, exit_code: int = 0) -> None:
     """Start a graceful shutdown of the running program, as a signal would.
 
     Safe to call from a task, from synchronous code on the event loop thread, and from
-    any other thread. Calling it again once shutdown has begun does nothing.
+    any other thread. Calling it again once shutdown has begun does nothing. After main
+    returned (while the shutdown hooks run), it changes no status but bounds the hooks
+    and the interpreter's exit by the grace period, as a signal would.
 
     Args:
         reason: Free text for the log and the shutdown reason.
@@ -416,7 +428,12 @@ def request_shutdown(reason: str | None = None, *, exit_code: int = 0) -> None:
             "request_shutdown() needs an active graceful_async.run(); "
             "call it from the program that run() is running"
         )
-    state.trigger_shutdown(Trigger("request", reason=reason, exit_code=exit_code))
+    if not state.trigger_shutdown(Trigger("request", reason=reason, exit_code=exit_code)):
+        trigger = state.trigger
+        if trigger is not None and trigger.kind == "return":
+            # After main returned, a request bounds the hooks and the exit, as a signal
+            # would; the status stays main's.
+            state.arm()
 
 
 def shutdown_requested() -> bool:
