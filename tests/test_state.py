@@ -294,6 +294,25 @@ def test_request_during_hooks_after_return_is_bounded(tmp_path: Path, backend: B
     assert "stuck-sync-hook (running for" in result.stderr
 
 
+def test_sys_exit_in_a_hook_leaves_the_status_alone(tmp_path: Path, backend: Backend) -> None:
+    """sys.exit() in a hook is that hook's failure on every backend; main's status stands."""
+    body = """
+    import logging
+    logging.basicConfig(format="%(message)s")
+
+    async def main():
+        graceful_async.on_shutdown(say, "later hook ran")
+        graceful_async.on_shutdown(sys.exit, 3, name="exiting-hook")
+        return "value"
+
+    say(start(main))
+    """
+    result = run_program(tmp_path, body, backend)
+    assert result.returncode == 0, result.stderr
+    assert result.lines == ["later hook ran", "value"]
+    assert "shutdown hook exiting-hook failed" in result.stderr
+
+
 def test_cancellation_escaping_main_is_mains_own_outcome() -> None:
     """A CancelledError that main caused itself still runs the hooks, then propagates."""
     ran: list[str] = []

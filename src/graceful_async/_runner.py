@@ -176,6 +176,10 @@ def run(
     ):
 
         def on_escape(exc: BaseException) -> None:
+            # From a hook, it is that hook's failure, which the hooks' runner logs (as
+            # on trio, where it never leaves the loop), not the program's outcome.
+            if state.phase == "hooks":
+                return
             escaped.append(exc)
             state.trigger_shutdown(_trigger_for(Outcome.of(exc)))
 
