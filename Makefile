@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck docs check compat bench bench-quick clean
+.PHONY: demo test lint typecheck docs check compat faults bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ compat:
 	  .venv-$$v/bin/python -m pip install --quiet --editable . --group test && \
 	  .venv-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
 	done
+
+## The full fault-injection matrix: 480 cases, every trigger at every moment under every
+## misbehaviour, on each backend (about 10 min on 2 cores). `make test` runs 40 of them.
+faults: $(STAMP)
+	GA_FAULTS=full $(PY) -m pytest tests/test_faults.py -q -p no:cacheprovider
 
 ## Signal-to-exit latency and start-up (about 6 min), then the per-item overhead of
 ## drain() and in_flight() (about 2.5 min). Results in benchmarks/results/.
