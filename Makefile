@@ -57,15 +57,21 @@ compat:
 faults: $(STAMP)
 	GA_FAULTS=full $(PY) -m pytest tests/test_faults.py -q -p no:cacheprovider
 
-## Signal-to-exit latency and start-up (about 6 min), then the per-item overhead of
-## drain() and in_flight() (about 2.5 min). Results in benchmarks/results/.
-bench: $(STAMP)
-	$(PY) benchmarks/latency.py
-	$(PY) benchmarks/overhead.py
+BENCH_STAMP := $(VENV)/.bench-stamp
 
-bench-quick: $(STAMP)
-	$(PY) benchmarks/latency.py --quick
-	$(PY) benchmarks/overhead.py --quick
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --group bench
+	touch $(BENCH_STAMP)
+
+## Every benchmark in one run (about 25 min on 2 cores): exit latency against bare anyio,
+## asyncio.run, aiorun and aiomisc; import, start-up, idle CPU, memory; drain()/in_flight().
+## Writes benchmarks/results/latest.json, docs/img/benchmarks.png and the Markdown below.
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py --markdown benchmarks/results/latest.md
+
+## The same in about 2 minutes, as a smoke test; its numbers are noisy.
+bench-quick: $(BENCH_STAMP)
+	$(PY) benchmarks/run.py --quick
 
 clean:
 	rm -rf $(VENV) .venv-3.* site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

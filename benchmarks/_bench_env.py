@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from _bench_measure import PYTHON
+from _bench_contenders import PYTHON
 
 
 def _cpu_model() -> str:
@@ -113,7 +113,16 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "versions": {
-            name: _version(name) for name in ("graceful-async", "anyio", "trio", "uvloop")
+            name: _version(name)
+            for name in (
+                "graceful-async",
+                "anyio",
+                "trio",
+                "uvloop",
+                "aiorun",
+                "aiomisc",
+                "matplotlib",
+            )
         },
         "perf_counter": time.get_clock_info("perf_counter").implementation,
         "loadavg_at_start": list(os.getloadavg()),

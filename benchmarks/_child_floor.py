@@ -1,49 +1,42 @@
-"""Benchmark child: the floor. N idle tasks under bare anyio.run(), waiting for SIGTERM.
+"""Benchmark child: the floor. A workload of N idle tasks under bare anyio.run().
 
-Usage: python _child_floor.py BACKEND USE_UVLOOP N [collect]
+Usage: python _child_floor.py BACKEND USE_UVLOOP WORKLOAD N [collect]
 
-The same process shape as ``_child_graceful.py`` without graceful_async: main listens
-for SIGTERM itself, cancels the task group on the first one, and the process then exits
-with status 143 (128 + SIGTERM), as graceful_async.run() does. It prints the same
-``READY``, ``RETURNED`` and, with ``collect``, ``COLLECTED`` lines.
+The same process shape as ``_child_graceful.py`` without graceful_async: main listens for
+SIGTERM itself, runs the workload in a task group, cancels the group on the first signal,
+and the program then exits with status 143 (128 + SIGTERM), as graceful_async.run() does.
+See ``_child_workloads.py`` for the workloads and the lines the child prints.
 """
 
 from __future__ import annotations
 
-import gc
 import signal
 import sys
-import time
-from typing import Any
 
 import anyio
 
-
-async def idle() -> None:
-    await anyio.sleep_forever()
+from _child_workloads import Workload, parse_argv, runner_returned
 
 
-async def main(n: int) -> None:
-    async with anyio.create_task_group() as tg:
-        for _ in range(n):
-            tg.start_soon(idle)
-        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-            await anyio.wait_all_tasks_blocked()
-            print("READY", flush=True)
+async def main(workload: Workload, n: int) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(workload, n)
             async for _ in signals:
                 tg.cancel_scope.cancel()
                 break
 
 
 def cli() -> None:
-    backend, use_uvloop, n = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
-    collect = sys.argv[4:] == ["collect"]
-    options: dict[str, Any] | None = {"use_uvloop": True} if use_uvloop else None
-    anyio.run(main, n, backend=backend, backend_options=options)
-    print(f"RETURNED {time.perf_counter()!r}", flush=True)
-    if collect:
-        found = gc.collect()
-        print(f"COLLECTED {time.perf_counter()!r} {found}", flush=True)
+    args = parse_argv()
+    anyio.run(
+        main,
+        args.workload,
+        args.n_tasks,
+        backend=args.backend,
+        backend_options=args.backend_options,
+    )
+    runner_returned(args)
     sys.exit(143)
 
 

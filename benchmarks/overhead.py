@@ -1,7 +1,7 @@
 """What drain() and in_flight() add to every item of a loop, against a bare loop.
 
-Usage: python benchmarks/overhead.py [--quick] [--passes N] [--rounds N] [--items N]
-       [--json PATH] [--markdown PATH]
+A suite of ``benchmarks/run.py``; ``python benchmarks/overhead.py [options]`` runs only it
+(the options are run.py's).
 
 Each pass starts one child per backend (``_child_overhead.py``, backend order rotating
 from pass to pass). The child runs inside graceful_async.run(), where drain() and
@@ -17,27 +17,21 @@ over ITEMS items, in an order that rotates from round to round:
 
 The stream is an anyio memory object stream with every item already buffered. The
 overhead of a case is its median nanoseconds per item minus the median of the bare loop
-over the same source, measured in the same rounds. Results go to stdout as a Markdown
-table and to a JSON file with the raw samples. docs/benchmarks.md explains the results.
+over the same source, measured in the same rounds.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import subprocess
 import sys
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from _bench_env import machine_info, snapshot_env
-from _bench_measure import BACKENDS, HERE, PYTHON, BenchError
-from _bench_report import progress, publish, summarize
+from _bench_contenders import BACKENDS, HERE, PYTHON
+from _bench_measure import BenchError
+from _bench_report import progress, section, summarize, table
 
 #: The goal for asyncio: what drain() or in_flight() may add to each item.
 GOAL_NS = 2_000.0
@@ -153,92 +147,52 @@ def _verdict(overhead_ns: float) -> str:
     return "yes" if overhead_ns < GOAL_NS else "no"
 
 
-def markdown_report(results: dict[str, Any]) -> str:
-    settings = results["settings"]
-    lines = [
-        "### Per-item overhead of drain() and in_flight()",
-        "",
-        f"Nanoseconds per item over {settings['items']:,} items per round inside "
+def markdown(results: dict[str, Any]) -> list[str]:
+    summary = results["overhead"]["summary"]
+    if not summary:
+        return []
+    items = results["settings"]["overhead"]["items"]
+    return section(
+        "Per-item overhead of drain() and in_flight()",
+        f"Nanoseconds per item over {items:,} items per round inside "
         "`graceful_async.run()`; median (interquartile range) over n rounds. Overhead is "
         "the candidate's median minus the bare loop's median over the same source; "
         "paired is the median (interquartile range) of the same round's difference. "
         f"Goal (asyncio): overhead < {GOAL_NS / 1000:g} µs per item.",
-        "",
-        "| backend | source | loop | n | bare ns | candidate ns | overhead ns | ratio "
-        f"| paired ns | < {GOAL_NS / 1000:g} µs |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|:---:|",
-    ]
-    for row in results["overhead"]["summary"]:
-        base, ours = row[BASELINE], row["candidate"]
-        lines.append(
-            f"| {row['backend']} | {row['source']} | {row['variant']} "
-            f"| {min(base['count'], ours['count'])} | {_cell(base)} | {_cell(ours)} "
-            f"| {row['overhead_ns']:,.0f} | {row['ratio']:.2f} "
-            f"| {_cell(row['paired_difference'])} | {_verdict(row['overhead_ns'])} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-# --- main ---------------------------------------------------------------------------------
-
-
-def make_settings(
-    quick: bool, passes: int | None, rounds: int | None, items: int | None
-) -> Settings:
-    if quick:
-        return Settings(passes=passes or 1, rounds=rounds or 10, items=items or 20_000)
-    return Settings(passes=passes or 5, rounds=rounds or 20, items=items or 20_000)
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="1 pass of 10 rounds per backend")
-    parser.add_argument(
-        "--passes", type=int, metavar="N", help="child processes per backend (default 5)"
+        table(
+            [
+                "backend",
+                "source",
+                "loop",
+                "n",
+                "bare ns",
+                "candidate ns",
+                "overhead ns",
+                "ratio",
+                "paired ns",
+                f"< {GOAL_NS / 1000:g} µs",
+            ],
+            "lllrrrrrrc",
+            (
+                [
+                    row["backend"],
+                    row["source"],
+                    row["variant"],
+                    str(min(row[BASELINE]["count"], row["candidate"]["count"])),
+                    _cell(row[BASELINE]),
+                    _cell(row["candidate"]),
+                    f"{row['overhead_ns']:,.0f}",
+                    f"{row['ratio']:.2f}",
+                    _cell(row["paired_difference"]),
+                    _verdict(row["overhead_ns"]),
+                ]
+                for row in summary
+            ),
+        ),
     )
-    parser.add_argument(
-        "--rounds", type=int, metavar="N", help="rounds per child (default 20, quick 10)"
-    )
-    parser.add_argument(
-        "--items", type=int, metavar="N", help="items per case and round (default 20,000)"
-    )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="PATH",
-        help="where to write the raw results (default benchmarks/results/overhead.json, "
-        "or benchmarks/results/overhead-quick.json with --quick)",
-    )
-    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table here")
-    args = parser.parse_args(argv)
-    for name in ("passes", "rounds", "items"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name} must be a whole number >= 1, got {value}")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    settings = make_settings(args.quick, args.passes, args.rounds, args.items)
-    default_json = "overhead-quick.json" if args.quick else "overhead.json"
-    json_path: Path = args.json or HERE / "results" / default_json
-    started = time.perf_counter()
-    machine = machine_info()
-    errors: list[dict[str, Any]] = []
-    with snapshot_env() as (source, env):
-        samples = run_passes(settings, env, errors)
-    machine["loadavg_at_end"] = list(os.getloadavg())
-    results: dict[str, Any] = {
-        "machine": machine,
-        "graceful_async_source": source,
-        "settings": {**asdict(settings), "quick": args.quick, "goal_ns": GOAL_NS},
-        "runtime_s": time.perf_counter() - started,
-        "errors": errors,
-        "overhead": {"summary": summarize_overhead(samples), "samples": samples},
-    }
-    return publish(results, markdown_report(results), json_path, args.markdown)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from run import main
+
+    sys.exit(main(only="overhead"))

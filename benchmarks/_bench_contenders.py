@@ -1,0 +1,154 @@
+"""Who is measured: the contenders, the backends and workloads each one runs, and the cells.
+
+A cell is one (backend, workload) pair; within a cell every contender that runs it is
+measured back to back, so that drift of a shared machine hits them alike.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+
+#: Benchmark label -> (anyio backend, use uvloop).
+BACKENDS: dict[str, tuple[str, bool]] = {
+    "asyncio": ("asyncio", False),
+    "asyncio+uvloop": ("asyncio", True),
+    "trio": ("trio", False),
+}
+ASYNCIO_FAMILY = ("asyncio", "asyncio+uvloop")
+#: Workload -> what it is (see _child_workloads.py).
+WORKLOADS = {
+    "anyio": "N tasks in an anyio task group",
+    "asyncio": "N plain tasks from asyncio.create_task(), awaited with asyncio.gather()",
+}
+
+GRACEFUL = "graceful_async"
+FLOOR = "anyio (bare)"
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    child: str  # a file in benchmarks/
+    backends: tuple[str, ...]
+    #: The exit status it gives on SIGTERM; any other is an error. None: not checked.
+    status: int | None
+    description: str
+    requires: tuple[str, ...] = ()  # modules it imports besides anyio
+    flags: tuple[str, ...] = ()  # extra words for the child's command line
+    #: Only run once to record its exit status, not timed.
+    status_only: bool = False
+    workloads: tuple[str, ...] = field(default=tuple(WORKLOADS))
+
+    @property
+    def path(self) -> Path:
+        return HERE / self.child
+
+
+CONTENDERS: tuple[Contender, ...] = (
+    Contender(
+        GRACEFUL,
+        "_child_graceful.py",
+        tuple(BACKENDS),
+        143,
+        "graceful_async.run(main, backend=...)",
+    ),
+    Contender(
+        FLOOR,
+        "_child_floor.py",
+        tuple(BACKENDS),
+        143,
+        "anyio.run(); main runs the workload in a task group and cancels it on the first "
+        "SIGTERM from anyio.open_signal_receiver(); then sys.exit(143)",
+    ),
+    Contender(
+        "asyncio.run",
+        "_child_asyncio.py",
+        ASYNCIO_FAMILY,
+        143,
+        "asyncio.run() (uvloop.run() on uvloop); main's loop.add_signal_handler(SIGTERM) "
+        "cancels the main task; CancelledError caught around asyncio.run(), then "
+        "sys.exit(143)",
+    ),
+    Contender(
+        "aiorun",
+        "_child_aiorun.py",
+        ASYNCIO_FAMILY,
+        0,
+        "aiorun.run(main(), stop_on_unhandled_errors=True, use_uvloop=...)",
+        requires=("aiorun",),
+    ),
+    Contender(
+        "aiomisc",
+        "_child_aiomisc.py",
+        ASYNCIO_FAMILY,
+        0,
+        "with aiomisc.entrypoint(loop_factory=...) as loop: loop.create_task(main()); "
+        "loop.run_forever()",
+        requires=("aiomisc",),
+    ),
+    Contender(
+        "asyncio.run, uncaught",
+        "_child_asyncio.py",
+        ASYNCIO_FAMILY,
+        None,
+        "as asyncio.run, without catching the CancelledError",
+        flags=("uncaught",),
+        status_only=True,
+    ),
+    Contender(
+        "aiomisc.run",
+        "_child_aiomisc.py",
+        ASYNCIO_FAMILY,
+        None,
+        "aiomisc.run(main(), loop_factory=...)",
+        requires=("aiomisc",),
+        flags=("run",),
+        status_only=True,
+    ),
+)
+
+
+def workloads_for(backend: str) -> tuple[str, ...]:
+    """The anyio workload runs everywhere; plain asyncio tasks only on asyncio's loops."""
+    return tuple(WORKLOADS) if backend in ASYNCIO_FAMILY else ("anyio",)
+
+
+def available(contenders: Iterable[Contender], env: dict[str, str]) -> dict[str, str]:
+    """The contenders that cannot run here, each with the reason (a missing package)."""
+    missing: dict[str, str] = {}
+    for contender in contenders:
+        for module in contender.requires:
+            found = subprocess.run(
+                [PYTHON, "-c", f"import {module}"], env=env, capture_output=True, check=False
+            )
+            if found.returncode != 0:
+                missing[contender.name] = f"{module} is not installed (pip install --group bench)"
+    return missing
+
+
+def timed(contenders: Sequence[Contender], skipped: dict[str, str]) -> list[Contender]:
+    return [c for c in contenders if not c.status_only and c.name not in skipped]
+
+
+def cells(contenders: Sequence[Contender]) -> list[tuple[str, str, list[Contender]]]:
+    """(backend, workload, the contenders that run it), in a fixed order."""
+    found = []
+    for backend in BACKENDS:
+        for workload in workloads_for(backend):
+            runs = [c for c in contenders if backend in c.backends and workload in c.workloads]
+            if runs:
+                found.append((backend, workload, runs))
+    return found
+
+
+def rotated(items: Sequence[Contender], rep: int) -> list[Contender]:
+    """``items`` starting at position rep (mod len), so each takes every place in turn."""
+    shift = rep % len(items)
+    return [*items[shift:], *items[:shift]]

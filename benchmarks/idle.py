@@ -1,0 +1,144 @@
+"""Idle cost: the CPU time and wake-ups of a service that sleeps, for every contender.
+
+A suite of ``benchmarks/run.py``; ``python benchmarks/idle.py [options]`` runs only it
+(the options are run.py's).
+
+Each child runs the anyio workload (``_child_workloads.py``) and, once it is READY and
+settled, is left alone for a few seconds between two snapshots of its threads taken from
+outside (``/proc/<pid>/task/*/schedstat`` and ``status``): the CPU nanoseconds they used
+and their voluntary context switches, that is the times a thread was woken and went back
+to sleep. A service that does not poll should show the bare loop's numbers. Then it is
+stopped with SIGTERM and its exit status checked. Contenders are interleaved as in the
+latency suite.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from _bench_contenders import BACKENDS, FLOOR, GRACEFUL, Contender, rotated
+from _bench_measure import IDLE_SUPPORTED, BenchError, idle_cpu
+from _bench_report import fmt, median, pick, progress, section, summarize, table, verdict
+
+WORKLOAD = "anyio"
+#: "No polling": at most this many more wake-ups than the floor over the whole window ...
+WAKEUP_TOLERANCE = 1
+#: ... and at most this much more CPU time.
+CPU_TOLERANCE = 0.001
+
+
+@dataclass(frozen=True)
+class Settings:
+    repeat: int
+    seconds: float  # the idle window
+    tasks: int  # idle tasks in the workload
+
+
+def run_idle(
+    settings: Settings,
+    contenders: Sequence[Contender],
+    env: dict[str, str],
+    errors: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    if not IDLE_SUPPORTED:
+        progress("idle CPU: skipped, /proc/<pid>/task/*/schedstat is not available here")
+        return []
+    samples: list[dict[str, Any]] = []
+    for rep in range(settings.repeat):
+        progress(f"idle CPU: repetition {rep + 1}/{settings.repeat}, {settings.seconds:g} s each")
+        for backend in BACKENDS:
+            runs = [c for c in contenders if backend in c.backends]
+            for contender in rotated(runs, rep):
+                where = {"backend": backend, "contender": contender.name}
+                try:
+                    sample = idle_cpu(
+                        contender, backend, WORKLOAD, settings.tasks, env, settings.seconds
+                    )
+                except BenchError as exc:
+                    errors.append({"benchmark": "idle", **where, "error": str(exc)})
+                    progress(f"  ERROR {where}: {exc}")
+                    continue
+                samples.append({**where, "rep": rep, **sample})
+    return samples
+
+
+def summarize_idle(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for backend in BACKENDS:
+        names = dict.fromkeys(s["contender"] for s in samples if s["backend"] == backend)
+        stats = {
+            name: {
+                key: summarize(pick(samples, key, backend=backend, contender=name))
+                for key in ("window", "cpu", "wakeups", "preempted", "threads", "process_cpu")
+            }
+            for name in names
+        }
+        if not stats:
+            continue
+        row: dict[str, Any] = {"backend": backend, "contenders": stats}
+        if GRACEFUL in stats and FLOOR in stats:
+            ours, floor = stats[GRACEFUL], stats[FLOOR]
+            row["extra_wakeups"] = median(ours["wakeups"]) - median(floor["wakeups"])
+            row["extra_cpu"] = median(ours["cpu"]) - median(floor["cpu"])
+            row["no_polling"] = (
+                row["extra_wakeups"] <= WAKEUP_TOLERANCE and row["extra_cpu"] <= CPU_TOLERANCE
+            )
+        rows.append(row)
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> list[str]:
+    rows = results["idle"]["summary"]
+    if not rows:
+        return []
+    settings = results["settings"]["idle"]
+    body = []
+    for row in rows:
+        for name, stats in row["contenders"].items():
+            window = median(stats["window"])
+            wakeups = median(stats["wakeups"])
+            body.append(
+                [
+                    row["backend"],
+                    name,
+                    str(stats["cpu"]["count"]),
+                    fmt(median(stats["cpu"]) * 1e3, ".2f"),
+                    fmt(wakeups, ".0f"),
+                    fmt(wakeups / window, ".1f"),
+                    fmt(median(stats["threads"]), ".0f"),
+                    verdict(row.get("no_polling")) if name == GRACEFUL else "",
+                ]
+            )
+    return section(
+        "Idle cost",
+        f"A child with {settings['tasks']:,} idle task(s) in an anyio task group, left alone "
+        f"for {settings['seconds']:g} s after it was ready; "
+        "medians over n children. CPU is the time all its threads spent on a CPU in that "
+        "window; wake-ups are their voluntary context switches (a thread woken, then back "
+        "to sleep). Goal: the floor's numbers, that is at most "
+        f"{WAKEUP_TOLERANCE} more wake-up and {CPU_TOLERANCE * 1e3:g} ms more CPU than "
+        f"{FLOOR} in the window.",
+        table(
+            [
+                "backend",
+                "contender",
+                "n",
+                "CPU ms",
+                "wake-ups",
+                "per s",
+                "threads",
+                "as idle as the floor",
+            ],
+            "llrrrrrc",
+            body,
+        ),
+    )
+
+
+if __name__ == "__main__":
+    from run import main
+
+    sys.exit(main(only="idle"))
