@@ -66,8 +66,10 @@ $(BENCH_STAMP): $(STAMP)
 ## Every benchmark in one run (about 25 min on 2 cores): exit latency against bare anyio,
 ## asyncio.run, aiorun and aiomisc; import, start-up, idle CPU, memory; drain()/in_flight().
 ## Writes benchmarks/results/latest.json, docs/img/benchmarks.png and the Markdown below.
+## Then how each runner behaves on SIGTERM, Ctrl+C and faults (about 2 min).
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py --markdown benchmarks/results/latest.md
+	$(PY) benchmarks/behaviour.py --markdown benchmarks/results/behaviour.md
 
 ## The same in about 2 minutes, as a smoke test; its numbers are noisy.
 bench-quick: $(BENCH_STAMP)
