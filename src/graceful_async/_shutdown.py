@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-import anyio.lowlevel
+# Not `import anyio.lowlevel`, which would load anyio's core at import time: anyio
+# loads its submodules on first use, as attributes.
+import anyio
 
 if TYPE_CHECKING:
     from anyio import CancelScope, Event
