@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import math
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -81,6 +80,8 @@ class _Waker:
     """
 
     def __init__(self) -> None:
+        import socket  # deferred: costly to import, and only run() makes wakers
+
         self.reader, self._writer = socket.socketpair()
         self.reader.setblocking(False)
         self._writer.setblocking(False)
