@@ -13,9 +13,9 @@ terminal reaches only the service, which then stops its children in order.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -29,6 +29,8 @@ from ._shutdown import current_state
 from ._systemd import SYSTEMD_VARIABLES
 
 if TYPE_CHECKING:
+    import subprocess
+
     from ._shutdown import ShutdownState
 
 # We own these: the child's session is what lets us signal its whole group, and the
@@ -153,6 +155,10 @@ def start_child(
             graceful_async.request_shutdown(f"envoy exited with {status}", exit_code=1)
         ```
     """
+    # Deferred: subprocess takes several ms to import (as does ctypes, for prctl), and only
+    # a service that starts children needs it.
+    import subprocess
+
     if not command or (isinstance(command, str) and not command.strip()):
         raise ValueError(f"command must name a program to run, got {command!r}")
     _check_stop_signal(stop_signal)
@@ -228,6 +234,8 @@ def _check_stop_signal(stop_signal: object) -> None:
 
 
 def _check_popen_kwargs(popen_kwargs: dict[str, Any]) -> None:
+    import subprocess  # deferred, as in start_child()
+
     for name in _RESERVED:
         if name in popen_kwargs:
             raise ValueError(
@@ -254,6 +262,9 @@ def _name_of(command: str | Sequence[str | os.PathLike[str]]) -> str:
 # --- the parent-death signal (Linux)
 
 
+# Looked up once, in the parent (at the first start_child(), not at import: ctypes is
+# slow to import): between fork and exec the child may only make the call.
+@functools.cache
 def _resolve_prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):  # pragma: no cover - Linux is what CI runs
         return None
@@ -266,10 +277,6 @@ def _resolve_prctl() -> Callable[..., int] | None:
     return prctl
 
 
-# Looked up once, in the parent: between fork and exec the child may only make the call.
-_prctl = _resolve_prctl()
-
-
 def _prepare_child(parent: int, reset: int | None) -> Callable[[], None] | None:
     """The pre-exec function: the parent-death signal, and ``reset`` back to its default.
 
@@ -278,7 +285,7 @@ def _prepare_child(parent: int, reset: int | None) -> Callable[[], None] | None:
     normally) and lives until run() has stopped every child anyway. The flag survives
     exec, except into a set-user-ID or set-group-ID program.
     """
-    prctl = _prctl
+    prctl = _resolve_prctl()
     if prctl is None and reset is None:  # pragma: no cover - not Linux
         return None
 

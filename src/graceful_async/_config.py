@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import inspect
 import math
 import os
@@ -96,6 +95,8 @@ def make_config(
 
 
 def _check_backend(backend: object, options: object) -> str:
+    import importlib.util  # deferred: only run() checks a backend
+
     if backend not in BACKENDS:
         raise ValueError(
             f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}"

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import TypeVar, final
+from typing import TYPE_CHECKING, TypeVar, final
 
+# `import anyio` alone: it loads its submodules (anyio.lowlevel too) on first use, while
+# importing one here, such as anyio.streams.memory, would load anyio's core at import.
 import anyio
-import anyio.lowlevel
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._shutdown import ShutdownState, current_state
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream
 
 T = TypeVar("T")
 
@@ -70,6 +73,8 @@ class drain(AsyncIterator[T]):  # lower case: used like a function, as in_flight
                 f"source must be an async iterable (such as an anyio memory object "
                 f"receive stream), got {source!r}"
             )
+        from anyio.streams.memory import MemoryObjectReceiveStream  # deferred, see the top
+
         self._source = source
         self._stream: MemoryObjectReceiveStream[T] | None = None
         self._iterator: AsyncIterator[T] | None = None

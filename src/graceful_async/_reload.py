@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 
 import anyio
-from anyio.abc import TaskStatus
 
 from ._hooks import Hook, check_hook, name_of
 from ._log import logger
@@ -20,6 +19,8 @@ from ._scopes import check_timeout
 from ._shutdown import current_state
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
     from ._shutdown import ShutdownState
 
     if sys.version_info >= (3, 11):

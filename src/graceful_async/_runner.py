@@ -19,7 +19,6 @@ from math import inf
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-from anyio.abc import TaskStatus
 
 from . import _hooks
 from ._backends import (
@@ -43,6 +42,8 @@ from ._systemd import Notifier
 from ._watchdog import Watchdog, dismiss_exit_guards, guard_interpreter_exit
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
     if sys.version_info >= (3, 11):
         from typing import TypeVarTuple, Unpack
     else:

@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import math
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-import anyio.lowlevel
+# Not `import anyio.lowlevel`, which would load anyio's core at import time: anyio
+# loads its submodules on first use, as attributes.
+import anyio
 
 if TYPE_CHECKING:
     from anyio import CancelScope, Event
@@ -79,6 +80,8 @@ class _Waker:
     """
 
     def __init__(self) -> None:
+        import socket  # deferred: costly to import, and only run() makes wakers
+
         self.reader, self._writer = socket.socketpair()
         self.reader.setblocking(False)
         self._writer.setblocking(False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import time
 from collections.abc import Mapping
 
@@ -26,6 +25,8 @@ class Notifier:
     """Sends notifications to the service manager. Never blocks, never raises."""
 
     def __init__(self, address: str, watchdog_interval: float | None) -> None:
+        import socket  # deferred: costly to import, and most services run without systemd
+
         # "@name" is the abstract namespace, spelled with a leading NUL byte.
         self.address = "\0" + address[1:] if address.startswith("@") else address
         #: Seconds between two WATCHDOG=1 pings (half of what systemd allows), or None.

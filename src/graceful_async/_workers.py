@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import random
 import threading
 import time
 from collections import deque
@@ -243,6 +242,8 @@ class _Supervisor:
             return self._give_up(exc, state, why)
         # Cap the exponent: with max_restarts=None the count is unbounded.
         ceiling = min(policy.max_backoff, policy.backoff * 2.0 ** min(len(self.restarts), 64))
+        import random  # deferred: only a restart needs it
+
         delay = ceiling * random.uniform(0.5, 1.0)
         self.restarts.append(now)
         self.attempt += 1
