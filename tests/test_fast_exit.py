@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import SIGINT_DEATH, Backend, Child, Result, write_program
+from .helpers import SIGINT_DEATH, WAIT, Backend, Child, Result, write_program
 
 ASYNCIO_FAMILY = [Backend("asyncio"), Backend("asyncio", {"use_uvloop": True})]
 
@@ -141,3 +143,17 @@ def test_fast_exit_must_be_a_bool() -> None:
 
     with pytest.raises(TypeError, match=r"^fast_exit must be True or False, got 1$"):
         graceful_async.run(main, fast_exit=1)  # type: ignore[arg-type]
+
+
+def test_nothing_to_free_without_anyios_asyncio_backend() -> None:
+    """In a process that never imported anyio's asyncio backend, nothing is looked for."""
+    code = (
+        "import sys\n"
+        "from graceful_async._garbage import free_task_group_cycles\n"
+        "assert 'anyio._backends._asyncio' not in sys.modules\n"
+        "print(free_task_group_cycles())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT, check=True
+    )
+    assert result.stdout == "0\n"
