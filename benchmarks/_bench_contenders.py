@@ -29,7 +29,10 @@ WORKLOADS = {
 }
 
 GRACEFUL = "graceful_async"
+GRACEFUL_FAST = "graceful_async, fast exit"
 FLOOR = "anyio (bare)"
+#: graceful_async itself, in each of its variants: none of them is an alternative.
+OURS = (GRACEFUL, GRACEFUL_FAST)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,14 @@ CONTENDERS: tuple[Contender, ...] = (
         tuple(BACKENDS),
         143,
         "graceful_async.run(main, backend=...)",
+    ),
+    Contender(
+        GRACEFUL_FAST,
+        "_child_graceful.py",
+        ASYNCIO_FAMILY,  # fast_exit does nothing on trio, which leaves no such garbage
+        143,
+        "graceful_async.run(main, backend=..., fast_exit=True)",
+        flags=("fast_exit",),
     ),
     Contender(
         FLOOR,

@@ -6,11 +6,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from _bench_contenders import BACKENDS, FLOOR, GRACEFUL
+from _bench_contenders import BACKENDS, FLOOR, GRACEFUL, GRACEFUL_FAST
 
 #: A fixed colour per contender, so that the panels read alike.
 COLOURS = {
     GRACEFUL: "#1f77b4",
+    GRACEFUL_FAST: "#17becf",
     FLOOR: "#7f7f7f",
     "asyncio.run": "#2ca02c",
     "aiorun": "#d62728",

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from _bench_contenders import ASYNCIO_FAMILY, FLOOR, GRACEFUL, Contender, cells, rotated
+from _bench_contenders import ASYNCIO_FAMILY, FLOOR, GRACEFUL, OURS, Contender, cells, rotated
 from _bench_measure import SHARED_CLOCK, BenchError, exit_latency, exit_status
 from _bench_report import (
     GOAL_RATIO,
@@ -152,7 +152,7 @@ def summarize_cells(
             others = {
                 name: s["total"]
                 for name, s in stats.items()
-                if name not in (GRACEFUL, FLOOR) and s["total"]["count"]
+                if name not in (*OURS, FLOOR) and s["total"]["count"]
             }
             if GRACEFUL in stats and others:
                 best = min(others, key=lambda name: median(others[name]))

@@ -149,6 +149,28 @@ def test_backend_from_flags_and_environment(
 
 
 @pytest.mark.parametrize(
+    ("flags", "env", "fast_exit"),
+    [
+        ([], {}, False),
+        (["--fast-exit"], {}, True),
+        ([], {"GRACEFUL_ASYNC_FAST_EXIT": "yes"}, True),
+        ([], {"GRACEFUL_ASYNC_FAST_EXIT": "0"}, False),
+        (["--fast-exit"], {"GRACEFUL_ASYNC_FAST_EXIT": "0"}, True),
+    ],
+)
+def test_fast_exit_from_flag_and_environment(
+    project: Path, flags: list[str], env: dict[str, str], fast_exit: bool
+) -> None:
+    """--fast-exit or GRACEFUL_ASYNC_FAST_EXIT reaches run(); the flag wins."""
+    child = start(project, *flags, "service:main", env=env)
+    child.wait_for("READY", partial=True)
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    assert result.returncode == 128 + signal.SIGTERM
+    assert ("fast exit: freed the reference cycles" in result.stderr) is fast_exit
+
+
+@pytest.mark.parametrize(
     ("flags", "env", "grace"),
     [
         (["--grace", "3"], {}, "3.0"),
@@ -293,6 +315,8 @@ def test_help_documents_every_option(project: Path) -> None:
         "GRACEFUL_ASYNC_RELOAD_SIGNAL",
         "--dump-signal",
         "GRACEFUL_ASYNC_DUMP_SIGNAL",
+        "--fast-exit",
+        "GRACEFUL_ASYNC_FAST_EXIT",
         "Exit status",
     ):
         assert word in result.stdout, word
@@ -344,6 +368,11 @@ def test_help_documents_every_option(project: Path) -> None:
         (["service:main"], {"GRACEFUL_ASYNC_GRACE": "x"}, "GRACEFUL_ASYNC_GRACE must be a"),
         (["service:main"], {"GRACEFUL_ASYNC_BACKEND": "curio"}, "GRACEFUL_ASYNC_BACKEND must"),
         (["service:main"], {"GRACEFUL_ASYNC_UVLOOP": "maybe"}, "GRACEFUL_ASYNC_UVLOOP must"),
+        (
+            ["service:main"],
+            {"GRACEFUL_ASYNC_FAST_EXIT": "soon"},
+            "GRACEFUL_ASYNC_FAST_EXIT must be 1, true, yes, 0, false or no, got 'soon'",
+        ),
         (["service:main"], {"GRACEFUL_ASYNC_LOG_LEVEL": "LOUD"}, "GRACEFUL_ASYNC_LOG_LEVEL must"),
         (["--backend", "curio", "service:main"], {}, "invalid choice: 'curio'"),
     ],

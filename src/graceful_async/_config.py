@@ -41,6 +41,7 @@ class RunConfig:
     pre_drain_delay: float = 0.0
     ready_on_start: bool = True
     reload_signal: signal.Signals | None = None
+    fast_exit: bool = False
 
 
 def is_async_callable(fn: object) -> bool:
@@ -65,6 +66,7 @@ def make_config(
     pre_drain_delay: object = None,
     ready_on_start: object = True,
     reload_signal: object = None,
+    fast_exit: object = False,
 ) -> RunConfig:
     if not is_async_callable(main):
         raise TypeError(
@@ -76,6 +78,8 @@ def make_config(
     delay = _check_pre_drain_delay(pre_drain_delay, checked_grace)
     if not isinstance(ready_on_start, bool):
         raise TypeError(f"ready_on_start must be True or False, got {ready_on_start!r}")
+    if not isinstance(fast_exit, bool):
+        raise TypeError(f"fast_exit must be True or False, got {fast_exit!r}")
     checked_dump = _check_extra_signal("dump_signal", dump_signal, checked_signals)
     checked_reload = _check_extra_signal("reload_signal", reload_signal, checked_signals)
     if checked_dump is not None and checked_dump == checked_reload:
@@ -91,6 +95,7 @@ def make_config(
         pre_drain_delay=delay,
         ready_on_start=ready_on_start,
         reload_signal=checked_reload,
+        fast_exit=fast_exit,
     )
 
 
