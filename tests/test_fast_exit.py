@@ -131,6 +131,8 @@ def test_the_garbage_is_freed_before_the_interpreter_exits(
     tmp_path: Path, backend: Backend, fast_exit: bool, alive: int
 ) -> None:
     """With fast_exit, nothing of the cancelled tasks is left for the last collection."""
+    if not fast_exit and sys.version_info < (3, 11):
+        pytest.skip("on Python 3.10 the cancelled tasks are left in no cycle to begin with")
     result = stop(tmp_path, backend, "SIGTERM", fast_exit=fast_exit)
     assert f"atexit ran; markers alive: {alive}" in result.lines
 
