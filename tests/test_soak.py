@@ -1,6 +1,6 @@
 """The soak's short form: the SQLite job queue stopped at random moments does each job once.
 
-The full form, 200 rounds, is `python -m tests.soak`.
+The full form, 200 rounds, is `make soak` (tests/soak.py).
 """
 
 from __future__ import annotations
