@@ -41,14 +41,21 @@ async def readiness_app(scope: Scope, receive: Receive, send: Send) -> None:
         ValueError: For a scope that is not HTTP (a server takes this as "lifespan not
             supported", as ASGI specifies).
 
+    Starlette routes a plain function as a request handler, not as an ASGI app, and its
+    ``Mount("/readyz", ...)`` answers ``GET /readyz`` with a redirect to ``/readyz/``, which
+    a Kubernetes probe counts as a success; with Starlette or FastAPI, use
+    `ReadinessMiddleware`.
+
     Example:
         ```python
-        from starlette.applications import Starlette
-        from starlette.routing import Mount
-
         from graceful_async.contrib.asgi import readiness_app
 
-        app = Starlette(routes=[Mount("/readyz", app=readiness_app), ...])
+
+        async def app(scope, receive, send):
+            if scope["type"] == "http" and scope["path"] == "/readyz":
+                await readiness_app(scope, receive, send)
+            else:
+                await main_app(scope, receive, send)
         ```
     """
     if scope["type"] != "http":
