@@ -129,7 +129,9 @@ class Docs:
         self,
         source: str,
         *,
-        send: tuple[int | float | tuple[int, str], ...] = (signal.SIGTERM,),
+        send: tuple[int | float | tuple[int, str] | Callable[[Child], object], ...] = (
+            signal.SIGTERM,
+        ),
         status: int = 143,
         name: str = "program.py",
         args: tuple[str, ...] = (),
@@ -145,7 +147,8 @@ class Docs:
 
         Once it is ready, send each signal in ``send`` (a ``(signal, line)`` pair waits
         for a stdout line containing ``line`` after the signal, a float waits that many
-        seconds), then check the exit status. ``setup`` is run first, in the program's
+        seconds, and a callable is called with the `Child`, to talk to a server or wait
+        for a line), then check the exit status. ``setup`` is run first, in the program's
         globals; ``files`` are written next to it.
         """
         self.programs += 1
@@ -182,6 +185,9 @@ class Docs:
             for step in send:
                 if isinstance(step, float):
                     time.sleep(step)
+                    continue
+                if callable(step):
+                    step(child)
                     continue
                 sig, line = step if isinstance(step, tuple) else (step, None)
                 child.send(sig)
@@ -278,6 +284,27 @@ class Docs:
         if str(directory) not in os.environ["PATH"].split(os.pathsep):
             self.monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
         return path
+
+    def readiness_steps(
+        self, port: int, path: str = "/readyz"
+    ) -> tuple[Callable[[Child], object] | int, ...]:
+        """Steps for `program`: ``path`` answers 200, then SIGTERM, then 503.
+
+        The program needs a pre-drain delay, during which it still answers.
+        """
+        import httpx
+
+        url = f"http://127.0.0.1:{port}{path}"
+
+        def ready(child: Child) -> None:
+            answer = httpx.get(url, timeout=WAIT)
+            assert (answer.status_code, answer.text) == (200, "ready\n"), answer
+
+        def draining(child: Child) -> None:
+            answer = httpx.get(url, timeout=WAIT)
+            assert (answer.status_code, answer.text) == (503, "draining\n"), answer
+
+        return (ready, signal.SIGTERM, draining)
 
     def free_port(self) -> int:
         import socket
@@ -443,10 +470,6 @@ SYBIL = Sybil(PARSERS, document_types={".py": DocstringDocument})
 # Documents whose examples have no invisible blocks (or docstring drivers) yet. Each one
 # is a gap to close, not an exemption: remove it from here once its examples are driven.
 NOT_YET_COVERED = {
-    "docs/howto/asgi.md",
-    "docs/howto/children.md",
-    "docs/howto/cli.md",
-    "docs/howto/kubernetes.md",
     "docs/howto/sqlite-queue.md",
     "docs/howto/systemd.md",
     "docs/howto/testing.md",
