@@ -492,8 +492,9 @@ def time_left() -> float:
     Example:
         ```python
         await graceful_async.wait_shutdown_requested()
-        with anyio.move_on_after(graceful_async.time_left() - 1):
-            await flush_everything()
+        with graceful_async.cleanup_scope():  # main's tree may be cancelled any moment
+            with anyio.move_on_after(graceful_async.time_left() - 1):
+                await flush_everything()
         ```
     """
     state = _observed()
@@ -503,9 +504,11 @@ def time_left() -> float:
 async def wait_shutdown_requested() -> None:
     """Wait until the shutdown has begun; return at once if it already has.
 
-    The drain phase starts at the same moment, so a task that waits here still has
-    the drain time to wind down before it is cancelled. With a pre-drain delay, that
-    moment is the end of the delay, not the signal.
+    The drain phase starts at the same moment. It lasts while work is in flight (see
+    `in_flight` and `drain`) and ends at once when none is, and then main's task tree is
+    cancelled: a task that waits here may be cancelled at its next ``await``, so put
+    what it must still do in a `cleanup_scope`. With a pre-drain delay, that moment is
+    the end of the delay, not the signal.
 
     Raises:
         RuntimeError: Outside `graceful_async.run()`, or from an event loop other
@@ -515,7 +518,8 @@ async def wait_shutdown_requested() -> None:
         ```python
         async def announce_leaving(peers):
             await graceful_async.wait_shutdown_requested()
-            await peers.broadcast("leaving")
+            with graceful_async.cleanup_scope(timeout=1):
+                await peers.broadcast("leaving")
         ```
     """
     state = _active
