@@ -41,6 +41,7 @@ class Backend:
         env = dict(os.environ)
         env["GA_BACKEND"] = self.name
         env["GA_UVLOOP"] = "1" if self.options.get("use_uvloop") else ""
+        env["GA_HANG_REPORT"] = str(Path(__file__).with_name("hang_report.py"))
         for name in list(env):
             if name.startswith("GRACEFUL_ASYNC_") or name in SYSTEMD_VARIABLES:
                 del env[name]
@@ -56,8 +57,15 @@ import atexit, faulthandler, logging, os, signal, sys, threading, time
 import anyio
 import graceful_async
 
-# A hang shows every thread's stack in the test's failure message.
+# A hang shows every thread's stack in the test's failure message, and what the stacks
+# alone do not show (tests/hang_report.py).
 faulthandler.dump_traceback_later(25)
+if os.environ.get("GA_HANG_REPORT"):
+    import importlib.util as _util
+    _spec = _util.spec_from_file_location("hang_report", os.environ["GA_HANG_REPORT"])
+    _hang_report = _util.module_from_spec(_spec)
+    _spec.loader.exec_module(_hang_report)
+    _hang_report.start(24)
 
 BACKEND = os.environ["GA_BACKEND"]
 OPTIONS = {"use_uvloop": True} if os.environ.get("GA_UVLOOP") else {}
