@@ -5,8 +5,16 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from .helpers import BACKENDS, SYSTEMD_VARIABLES, Backend
+
+# The property tests (tests/test_properties.py) draw new examples on every run; a failure
+# prints the example and how to reproduce it. Enough examples by default to meet the
+# awkward interleavings in a few seconds; `pytest --hypothesis-profile=thorough` digs on.
+settings.register_profile("quick", max_examples=60)
+settings.register_profile("thorough", max_examples=2000)
+settings.load_profile("quick")
 
 
 @pytest.fixture(params=BACKENDS, ids=[b.id for b in BACKENDS])

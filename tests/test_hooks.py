@@ -112,6 +112,18 @@ def test_decorator_forms_and_unregister(backend: Backend) -> None:
     assert ran == ["bare", "with options", "bare"]
 
 
+def test_a_hook_can_unregister_one_that_has_not_run_yet(backend: Backend) -> None:
+    """unregister() during the hook phase still removes a hook that is still to come."""
+    ran: list[str] = []
+
+    async def main() -> None:
+        first = graceful_async.on_shutdown(ran.append, "first")
+        graceful_async.on_shutdown(first.unregister)  # runs first: last registered
+
+    backend.run(main)
+    assert ran == []
+
+
 def test_failing_hook_is_logged_and_the_others_run(
     backend: Backend, logs: pytest.LogCaptureFixture
 ) -> None:

@@ -101,14 +101,21 @@ class _Registry:
             if hook in self._hooks:
                 self._hooks.remove(hook)
 
-    def close(self) -> list[ShutdownHook[Any]]:
+    def close(self) -> None:
         with self._lock:
             self._closed = True
-            hooks, self._hooks = self._hooks, []
-            return hooks
+
+    def take_last(self) -> ShutdownHook[Any] | None:
+        """Take the last registered hook off the registry; None once none is left."""
+        with self._lock:
+            return self._hooks.pop() if self._hooks else None
 
     def reopen(self) -> None:
         with self._lock:
+            if self._closed:
+                # Hooks that a cut-short hook phase never reached belong to this run:
+                # they do not carry over to the next one.
+                self._hooks.clear()
             self._closed = False
 
 
@@ -190,10 +197,14 @@ def on_shutdown(  # type: ignore[misc]
 
 async def run_hooks(state: ShutdownState) -> int:
     """Run every registered hook, last registered first. Returns how many ran."""
-    hooks = _registry.close()
-    for hook in reversed(hooks):
+    _registry.close()
+    count = 0
+    # One at a time off the registry, rather than a copy taken up front, so that a hook
+    # can still unregister one that has not run yet.
+    while (hook := _registry.take_last()) is not None:
         await _run_one(state, hook)
-    return len(hooks)
+        count += 1
+    return count
 
 
 @contextmanager
