@@ -278,6 +278,10 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--limit", type=float, default=12.0)
     args = parser.parse_args()
+    # The services must start as from a terminal, with SIGINT's default action: a parent
+    # run as a background job (SIGINT ignored) would pass the ignoring on to every one.
+    # A Python-level handler is reset to the default at exec, SIG_IGN is not.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     results: dict[str, dict[str, Outcome]] = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,12 +2,19 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
 
 from .helpers import BACKENDS, SYSTEMD_VARIABLES, Backend
+
+# The child programs must start with SIGINT's default action, as from a terminal. Run as a
+# background job, the suite would have SIGINT ignored and pass that on to every child,
+# which then keeps ignoring it, as it should. A Python-level handler is reset at exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The property tests (tests/test_properties.py) draw new examples on every run; a failure
 # prints the example and how to reproduce it. Enough examples by default to meet the
