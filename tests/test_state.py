@@ -94,6 +94,31 @@ def test_watchdog_fires_at_a_kill_request() -> None:
         state.close()
 
 
+def test_watchdog_takes_the_gil_back_at_once_while_it_forces_the_exit() -> None:
+    """While it builds the report and forces the exit, no busy thread holds the GIL long.
+
+    Each system call of the report's gives the GIL away; a busy main thread kept it for a
+    whole switch interval each time and delayed a forced exit by seconds. Where forcing
+    does not end the process (graceful_async.testing), the interval is put back after.
+    """
+    state = ShutdownState(grace=0.05)
+    intervals: list[float] = []
+    before = sys.getswitchinterval()
+
+    def force(report: str, status: int) -> None:
+        intervals.append(sys.getswitchinterval())
+
+    watchdog = Watchdog(state, force=force)
+    try:
+        state.trigger_shutdown(Trigger("request"))
+        watchdog._thread.join(30)
+        assert intervals
+        assert intervals[0] <= 1e-4
+        assert sys.getswitchinterval() == before
+    finally:
+        state.close()
+
+
 def test_watchdog_stops_cleanly() -> None:
     """Leaving the watchdog's block ends its thread without firing."""
     state = ShutdownState(grace=60)
