@@ -444,7 +444,9 @@ def check_bash(example: Example) -> None:
 
 def run_sql(example: Example) -> None:
     """Run each SQL block, in order, on one in-memory database per document."""
-    db: sqlite3.Connection = example.namespace.setdefault("sql", sqlite3.connect(":memory:"))
+    db = example.namespace.get("sql")
+    if db is None:  # closed by test_examples when the document ends
+        db = example.namespace["sql"] = sqlite3.connect(":memory:")
     statement = str(example.parsed)
     if "?" in statement:
         db.execute(statement, ("worker-1",) * statement.count("?")).fetchall()
@@ -511,6 +513,15 @@ def test_examples(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     docs = Docs(tmp_path, monkeypatch)
     document.namespace["docs"] = docs
     docstrings = isinstance(document, DocstringDocument)
+    try:
+        _run_examples(path, document, docs, docstrings)
+    finally:
+        sql = document.namespace.get("sql")
+        if sql is not None:
+            sql.close()
+
+
+def _run_examples(path: Path, document: Any, docs: Docs, docstrings: bool) -> None:
     for example in document.examples():
         where = f"{path.relative_to(ROOT)}, line {example.line}"
         driver = None
