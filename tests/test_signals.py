@@ -271,3 +271,45 @@ def test_signal_delivered_to_another_thread_still_wakes_the_loop(
     result = run_program(tmp_path, body, backend)
     assert result.returncode == 128 + signal.SIGTERM
     assert result.lines == ["READY", "finally ran"]
+
+
+def test_signal_wakes_the_loop_while_the_watchdog_thread_cannot_run(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """The loop wakes on a signal by itself, not through the watchdog thread.
+
+    libuv (uvloop) retries its epoll_wait() on EINTR without running any Python, and on
+    CPython 3.11 under a tracer a thread that runs Python when a signal lands can spin
+    until the main thread asks for the GIL. When the loop was woken by the watchdog
+    passing the signal on, a watchdog caught that way left a second SIGTERM unhandled
+    until the soft deadline. Here a tracer holds the watchdog thread still at its first
+    call: the shutdown must start all the same.
+    """
+    body = """
+    frozen, release = threading.Event(), threading.Event()
+
+    def tracer(frame, event, arg):
+        if threading.current_thread().name == "graceful_async watchdog" and not frozen.is_set():
+            frozen.set()
+            release.wait()
+        return None
+
+    threading.settrace(tracer)
+
+    async def main():
+        while not frozen.is_set():
+            await anyio.sleep(0.01)
+        try:
+            say("READY")
+            await anyio.sleep_forever()
+        finally:
+            print("finally ran")
+            release.set()
+
+    start(main, grace=20)
+    """
+    started = time.monotonic()
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert result.lines == ["READY", "finally ran"]
+    assert time.monotonic() - started < 15  # well before the grace period; a hang is 20 s

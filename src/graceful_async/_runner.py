@@ -38,7 +38,7 @@ from ._reload import Reloader
 from ._report import RELAY_TASK_NAME
 from ._scopes import bounded_scope, to_loop_clock
 from ._shutdown import ShutdownState, Trigger, active_run, set_ready
-from ._signals import handlers_installed, wakeup_fd_chained
+from ._signals import forward_signals, handlers_installed, wakeup_fd_chained
 from ._systemd import Notifier
 from ._watchdog import Watchdog, dismiss_exit_guards, guard_interpreter_exit
 
@@ -340,7 +340,7 @@ class _Relay:
         state = self._state
         # Set from the loop, so that it chains onto the wake-up fd trio or uvloop set as
         # their loop started, and is put back before they take theirs down.
-        chained = wakeup_fd_chained(state.watchdog_waker.fileno()) if self._handled else None
+        chained = wakeup_fd_chained(state.loop_waker.fileno()) if self._handled else None
         with chained or contextlib.nullcontext(-1) as previous:
             state.forward_fd = previous
             task_status.started()
@@ -365,7 +365,9 @@ class _Relay:
                 wake_by = min(wake_by, state.drain_deadline)
             with anyio.CancelScope(deadline=to_loop_clock(wake_by)):
                 await anyio.wait_readable(waker.reader)
-            waker.drain()
+            # One read per wake-up: under a flood of signals a loop until empty might
+            # not end. What is left keeps the socket readable for the next turn.
+            forward_signals(waker.read_some(), state.forward_fd)
             self.apply()
 
     def apply(self) -> None:

@@ -161,8 +161,8 @@ class ShutdownState:
         self.children: dict[int, ChildProcess] = {}
         #: Set once the children are being stopped: no new child may start then.
         self.children_closed = False
-        #: The wake-up fd that ours replaced, to which the watchdog passes signal bytes on
-        #: (-1: none). Written by the loop only.
+        #: The wake-up fd that ours (the loop waker) replaced, to which the loop passes
+        #: signal bytes on (-1: none). Written and read by the loop only.
         self.forward_fd = -1
         #: Our Python-level handler for the shutdown signals, once installed.
         self.signal_handler: object = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 import warnings
@@ -79,18 +81,31 @@ def handlers_installed(
             signal.signal(sig, signal.SIG_DFL if old is None else old)
 
 
+# Signal numbers fit in one byte below this (the kernel's _NSIG is 65 on Linux).
+NSIG = getattr(signal, "NSIG", 65)
+
+
 @contextmanager
 def wakeup_fd_chained(fd: int) -> Iterator[int]:
     """Have every signal write its number to ``fd``; yield the wake-up fd it replaced.
 
-    A Python-level handler runs only in the main thread, between two bytecodes. If the
-    main thread is blocked in a system call when the signal lands in another thread, or
-    the signal lands just before it enters one (time.sleep() in a sync hook, say), the
-    handler waits until that call returns: possibly forever, and with it the deadline
-    that the handler arms. The wake-up fd, by contrast, is written to by the C-level
-    handler at once, in whichever thread took the signal. The watchdog reads ``fd`` and
-    passes every byte on to the fd we replaced (trio's and uvloop's loops wake up on
-    theirs), so nobody who relied on the previous one loses a signal.
+    ``fd`` is the loop waker's: the socket the event loop itself waits on. A Python-level
+    handler runs only in the main thread, between two bytecodes, so the loop must be
+    woken by the kernel when a signal lands, whatever any other thread is doing. This is
+    why the wake-up fd is the loop's own. It once was the watchdog's, which passed the
+    bytes on to the loop, and that lost signals: libuv (uvloop) retries ``epoll_wait`` on
+    EINTR without running any Python, so the handler then ran only once something else
+    woke the loop. On CPython 3.11 under a tracer (coverage, a debugger), a thread that
+    is running Python when a signal lands spins at its next function entry until the
+    main thread asks for the GIL; when that thread was the watchdog, nothing woke the
+    loop at all until its next timer (measured: 12 of 800 second signals acted on only
+    at the soft deadline, 14.5 s late). Now the main thread wakes first, asks for the
+    GIL, and so also releases any thread caught that way.
+
+    The loop passes every signal byte on to the fd we replaced (`forward_signals`), so
+    that uvloop's and asyncio's own signal handlers still run. The watchdog, which must
+    arm the deadline even when the main thread is blocked in a system call, watches the
+    same socket for new bytes without reading them.
     """
     if threading.current_thread() is not threading.main_thread():
         yield -1
@@ -102,3 +117,16 @@ def wakeup_fd_chained(fd: int) -> Iterator[int]:
         current = signal.set_wakeup_fd(previous)
         if current != fd:  # replaced meanwhile (add_signal_handler): leave theirs be
             signal.set_wakeup_fd(current)
+
+
+def forward_signals(data: bytes, fd: int) -> None:
+    """Pass the signal numbers among ``data`` on to the wake-up fd ``fd`` (-1: none).
+
+    Bytes 1-64 come from the C-level signal handler; our own pokes are 0.
+    """
+    if fd == -1:
+        return
+    signums = bytes(b for b in data if 0 < b < NSIG)
+    if signums:
+        with contextlib.suppress(OSError):  # full: that loop has a wake-up pending
+            os.write(fd, signums)

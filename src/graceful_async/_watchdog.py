@@ -17,11 +17,10 @@ from ._children import kill_children
 from ._report import build_report
 
 if TYPE_CHECKING:
+    import socket
+
     from ._backends import TaskLister
     from ._shutdown import ShutdownState
-
-# Signal numbers fit in one byte below this (the kernel's _NSIG is 65 on Linux).
-_NSIG = getattr(signal, "NSIG", 65)
 
 FORCED_EXIT_STATUS = 124
 """The exit status of a process that was ended because it did not stop in time.
@@ -74,47 +73,45 @@ class Watchdog:
         if self._signals:
             signal.pthread_sigmask(signal.SIG_BLOCK, self._signals)
         state = self._state
-        reader = state.watchdog_waker.reader
-        while True:
-            left = self._deadline() - time.monotonic()
-            timeout = None if math.isinf(left) else max(0.0, left)
-            ready, _, _ = select.select([reader], [], [], timeout)
-            # Checked on every wake-up, not only on a timeout: a steady stream of
-            # signals (SIGCHLD, say) could otherwise keep select() from ever timing out.
-            if time.monotonic() >= self._deadline():
-                self._fire(self._deadline_reason())
-                return
-            if not ready:
-                continue
-            data = state.watchdog_waker.read_some()
-            if b"k" in data:
-                self._fire("a third signal arrived")
-                return
-            if b"d" in data:
-                # A live report: built here, off the loop, so a blocked or busy loop
-                # cannot delay it, and written while the service carries on. Before
-                # "q": a report asked for just before run() ends is still written.
-                report = build_report(state, "report on request", None, self.list_tasks)
-                write_stderr(report, min(1.0, max(0.0, self._deadline() - time.monotonic())))
-            if b"q" in data:
-                return
-            self._signal_bytes(bytes(b for b in data if 0 < b < _NSIG))
+        with _Poller(state.watchdog_waker.reader, state.loop_waker.reader) as poller:
+            while True:
+                if poller.watching_signals and not self._unarmed():
+                    poller.stop_watching_signals()
+                left = self._deadline() - time.monotonic()
+                own_ready, signals_ready = poller.wait(None if math.isinf(left) else left)
+                # Checked on every wake-up, not only on a timeout: a steady stream of
+                # signals (SIGCHLD, say) could otherwise keep the wait from ever timing out.
+                if time.monotonic() >= self._deadline():
+                    self._fire(self._deadline_reason())
+                    return
+                if signals_ready:
+                    self._look_for_signals(poller.peek_signals())
+                if not own_ready:
+                    continue
+                data = state.watchdog_waker.read_some()
+                if b"k" in data:
+                    self._fire("a third signal arrived")
+                    return
+                if b"d" in data:
+                    # A live report: built here, off the loop, so a blocked or busy loop
+                    # cannot delay it, and written while the service carries on. Before
+                    # "q": a report asked for just before run() ends is still written.
+                    report = build_report(state, "report on request", None, self.list_tasks)
+                    write_stderr(report, min(1.0, max(0.0, self._deadline() - time.monotonic())))
+                if b"q" in data:
+                    return
 
-    def _signal_bytes(self, signums: bytes) -> None:
-        # Bytes 1-64 come from the C-level signal handler through the wake-up fd (ours
-        # are 0, "q" and "k"). Pass them all on to the wake-up fd ours replaced, and wake
-        # the loop, whose Python-level handlers may otherwise not run for a while.
-        if not signums:
-            return
+    def _unarmed(self) -> bool:
+        """Whether nothing bounds the process yet: no deadline, no signal seen."""
+        return self._signal_seen_at is None and math.isinf(self._state.deadline)
+
+    def _look_for_signals(self, signums: bytes) -> None:
+        # New bytes on the loop's wake-up socket, looked at without being read (the loop
+        # reads them). A signal we handle bounds the process from now on, even if the
+        # main thread is blocked and its Python-level handler, which starts the
+        # shutdown, cannot run yet. Only while that handler is still ours: main may
+        # have taken the signal over.
         state = self._state
-        forward = state.forward_fd
-        if forward != -1:
-            with contextlib.suppress(OSError):  # full: that loop is awake already
-                os.write(forward, signums)
-        state.loop_waker.poke()
-        # A signal we handle bounds the process from now on, even if the main thread is
-        # blocked and its Python-level handler, which starts the shutdown, cannot run yet.
-        # Only while that handler is still ours: main may have taken the signal over.
         if self._signal_seen_at is None and any(
             n in self._signals and signal.getsignal(n) is state.signal_handler for n in signums
         ):
@@ -144,6 +141,65 @@ class Watchdog:
             self._force(report, FORCED_EXIT_STATUS)
         finally:  # reached only where forcing does not end the process (testing)
             sys.setswitchinterval(previous)
+
+
+class _Poller:
+    """The watchdog's wait: its own socket, and new bytes on the loop's wake-up socket.
+
+    The loop's socket is the process's signal wake-up fd, and the loop reads it. The
+    watchdog only needs to know that a signal came while nothing bounds the process yet,
+    so it waits for that socket edge-triggered (EPOLLET): woken once per write, never by
+    bytes that are merely still there because the loop is blocked, and it peeks at them
+    without reading. Where epoll is missing, it does without (the Python-level handler
+    still arms the deadline as soon as the main thread runs it).
+    """
+
+    def __init__(self, own: socket.socket, signals: socket.socket) -> None:
+        import socket  # deferred: costly to import, and only run() makes a watchdog
+
+        self._own = own.fileno()
+        self._signals = signals
+        self._peek = socket.MSG_PEEK
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self.watching_signals = self._epoll is not None
+        if self._epoll is not None:
+            self._epoll.register(self._own, select.EPOLLIN)
+            self._epoll.register(signals.fileno(), select.EPOLLIN | select.EPOLLET)
+
+    def __enter__(self) -> _Poller:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
+
+    def stop_watching_signals(self) -> None:
+        assert self._epoll is not None
+        self.watching_signals = False
+        self._epoll.unregister(self._signals.fileno())
+
+    def wait(self, timeout: float | None) -> tuple[bool, bool]:
+        """Wait up to ``timeout`` seconds; say whether each socket has something new."""
+        if timeout is not None:
+            # Past the clock's range (a grace of centuries): wake up and wait again.
+            timeout = min(max(0.0, timeout), _LONGEST_WAIT)
+        if self._epoll is None:
+            ready = select.select([self._own], [], [], timeout)[0]
+            return bool(ready), False
+        events = self._epoll.poll(-1 if timeout is None else timeout)
+        fds = {fd for fd, _ in events}
+        return self._own in fds, self._signals.fileno() in fds
+
+    def peek_signals(self) -> bytes:
+        """The bytes waiting on the loop's socket, left there for the loop."""
+        try:
+            return self._signals.recv(65536, self._peek)
+        except OSError:  # read by the loop meanwhile (or closed)
+            return b""
+
+
+# An hour: any wait longer than that just waits again.
+_LONGEST_WAIT = 3600.0
 
 
 def claim_the_interpreter() -> float:
