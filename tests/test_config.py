@@ -48,6 +48,13 @@ def _no_calls() -> Any:
         ({"grace": float("inf")}, ValueError, r"grace must be a finite number .* got inf"),
         ({"grace": "8"}, TypeError, r"grace must be a finite number of seconds >= 0, got '8'"),
         ({"grace": True}, TypeError, r"grace must be a finite number"),
+        (
+            {"grace": 1e10},
+            ValueError,
+            r"grace must be at most 9223372036 seconds \(about 292 years, the longest wait "
+            r"this platform can represent\), got 10000000000.0",
+        ),
+        ({"grace": 10, "drain": 1e10}, ValueError, r"drain must be at most 9223372036 seconds"),
         ({"dump_signal": signal.SIGTERM}, ValueError, r"dump_signal must not be one of the"),
         ({"dump_signal": signal.SIGKILL}, ValueError, r"dump_signal cannot include SIGKILL"),
         ({"dump_signal": "SIGUSR1"}, TypeError, r"dump_signal must be None or a signal number"),
@@ -117,6 +124,9 @@ def test_bad_grace_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None
         graceful_async.run(main)
     monkeypatch.setenv("GRACEFUL_ASYNC_GRACE", "-2")
     with pytest.raises(ValueError, match="GRACEFUL_ASYNC_GRACE must be a finite"):
+        graceful_async.run(main)
+    monkeypatch.setenv("GRACEFUL_ASYNC_GRACE", "1e12")
+    with pytest.raises(ValueError, match="GRACEFUL_ASYNC_GRACE must be at most 9223372036"):
         graceful_async.run(main)
 
 

@@ -111,6 +111,54 @@ def test_signal_the_main_thread_cannot_handle_still_arms_the_deadline(
     )
 
 
+def test_the_longest_grace_accepted_still_escalates(tmp_path: Path, backend: Backend) -> None:
+    """At the longest grace validation accepts, a second signal still ends the process.
+
+    A grace past the clock's range once killed the watchdog thread, and with it the
+    second and third signals: only SIGKILL ended the process.
+    """
+    body = """
+    async def slow_hook():
+        say("HOOK STARTED")
+        await anyio.sleep(60)
+
+    async def main():
+        graceful_async.on_shutdown(slow_hook)
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main, grace=threading.TIMEOUT_MAX)
+    """
+    child = Child.start(write_program(tmp_path, body), backend)
+    child.wait_for("READY")
+    child.send(signal.SIGTERM)
+    child.wait_for("HOOK STARTED")
+    child.send(signal.SIGTERM)
+    result = child.finish(timeout=10)
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_grace_at_all_says_so_in_the_report(tmp_path: Path, backend: Backend) -> None:
+    """grace=0 ends the process at once, and the report does not blame a blocked thread."""
+    body = """
+    async def main():
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main, grace=0)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == FORCED
+    first = result.stderr.splitlines()[0]
+    assert first in (
+        "graceful_async: a signal arrived and the grace period is 0 s: ending at once; "
+        "forcing exit with status 124",
+        "graceful_async: shutdown did not finish within the grace period (0 s); "
+        "forcing exit with status 124",
+    ), result.stderr
+
+
 def test_a_stream_of_other_signals_does_not_hold_off_the_deadline(
     tmp_path: Path, backend: Backend
 ) -> None:

@@ -7,6 +7,7 @@ import inspect
 import math
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,10 @@ DRAIN_ENV = "GRACEFUL_ASYNC_DRAIN"
 PRE_DRAIN_DELAY_ENV = "GRACEFUL_ASYNC_PRE_DRAIN_DELAY"
 
 _UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
+
+#: The longest duration run() accepts, in seconds: the longest timeout the platform's
+#: waits can represent (`threading.TIMEOUT_MAX`, 9,223,372,036 s on 64-bit Linux).
+LONGEST_DURATION = threading.TIMEOUT_MAX
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,14 @@ def _seconds(name: str, value: object, env: str) -> float | None:
         raise TypeError(f"{source} must be a finite number of seconds >= 0, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{source} must be a finite number of seconds >= 0, got {value!r}")
+    if value > LONGEST_DURATION:
+        # The watchdog and the exit guard wait in system calls whose clocks stop here
+        # (nanoseconds in 64 bits): a longer wait raised in the watchdog thread and left
+        # the process with no deadline, deaf to a second and third signal.
+        raise ValueError(
+            f"{source} must be at most {LONGEST_DURATION:.0f} seconds (about 292 years, the "
+            f"longest wait this platform can represent), got {value!r}"
+        )
     return float(value)
 
 

@@ -125,6 +125,10 @@ class Watchdog:
     def _deadline_reason(self) -> str:
         state = self._state
         if state.trigger is None or (state.trigger.kind == "return" and not state.armed):
+            if state.grace == 0:
+                # Not a sign of a blocked thread: with no grace at all, the watchdog
+                # may simply get there before the main thread's handler does.
+                return "a signal arrived and the grace period is 0 s: ending at once"
             return (
                 f"a signal arrived {state.grace:g} s ago, but the main thread never ran "
                 "its handler (is it blocked in a system call?)"
