@@ -144,7 +144,8 @@ def test_no_grace_at_all_says_so_in_the_report(tmp_path: Path, backend: Backend)
     body = """
     async def main():
         say("READY")
-        await anyio.sleep_forever()
+        with anyio.CancelScope(shield=True):  # never done: the watchdog must end it
+            await anyio.sleep_forever()
 
     start(main, grace=0)
     """
@@ -157,6 +158,39 @@ def test_no_grace_at_all_says_so_in_the_report(tmp_path: Path, backend: Backend)
         "graceful_async: shutdown did not finish within the grace period (0 s); "
         "forcing exit with status 124",
     ), result.stderr
+
+
+@pytest.mark.parametrize("margin", [0.02, 0.005, 0.0])
+def test_a_run_that_ends_at_the_deadline_logs_the_status_it_exits_with(
+    tmp_path: Path, backend: Backend, margin: float
+) -> None:
+    """Ending a few ms before the deadline: the log and the process agree on the status.
+
+    Either run() finishes first, logs 143 and exits 143, or the watchdog does, and then
+    nothing logs a status the process never has.
+    """
+    body = f"""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    def until_the_deadline():
+        # time_left() counts down to the soft deadline, 0.1 s before the deadline here.
+        time.sleep(max(0.0, graceful_async.time_left() + 0.1 - {margin}))
+
+    async def main():
+        graceful_async.on_shutdown(until_the_deadline)
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main, grace=1)
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    told = re.findall(r"exit status: (.*)", result.stderr)
+    if result.returncode == FORCED:
+        assert told == [], result.stderr
+        assert "forcing exit with status 124" in result.stderr
+    else:
+        assert result.returncode == 128 + signal.SIGTERM, result.stderr
+        assert told == ["143"], result.stderr
 
 
 def test_a_stream_of_other_signals_does_not_hold_off_the_deadline(

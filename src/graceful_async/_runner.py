@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from math import inf
@@ -214,6 +215,10 @@ def run(
         assert trigger is not None
         assert state.started_at is not None
         failed = bool(state.failed_workers)
+        if not state.claim_end():
+            # The watchdog got there first and is ending the process with the forced
+            # status: logging the status that run() would have given would be a lie.
+            threading.Event().wait()
         logger.info(
             "shutdown complete in %.3f s; exit status: %s",
             time.monotonic() - state.started_at,

@@ -184,6 +184,10 @@ class ShutdownState:
         self.reloads_requested = 0
         #: Whether run() was given a reload_signal (and so runs the reload hooks).
         self.reloads_enabled = False
+        # Taken once, by whichever ends the run: run() as it concludes (main thread) or
+        # the watchdog as it forces the exit (watchdog thread). The other stands down,
+        # so the status logged is the status the process ends with.
+        self._end = threading.Lock()
 
     # --- called from signal handlers, other threads and the loop: no locks, no logging
 
@@ -245,6 +249,10 @@ class ShutdownState:
         """A worker gave up: exit status 1, and the shutdown starts if it had not."""
         self.failed_workers.append(description)
         self.trigger_shutdown(Trigger("failure", reason=description, exit_code=1))
+
+    def claim_end(self) -> bool:
+        """Claim the end of the run; False if it was claimed already. Not for handlers."""
+        return self._end.acquire(blocking=False)
 
     def escalate(self) -> None:
         self._escalated_at = time.monotonic()

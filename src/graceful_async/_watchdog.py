@@ -138,6 +138,10 @@ class Watchdog:
         return f"shutdown did not finish within the grace period ({state.grace:g} s)"
 
     def _fire(self, why: str) -> None:
+        if not self._state.claim_end():
+            # run() finished first and has told its status; the exit guard bounds what
+            # is left of the interpreter's exit.
+            return
         previous = claim_the_interpreter()
         try:
             kill_children(self._state)
