@@ -1,7 +1,8 @@
 """Exit status policy: what run() leaves the process with, so its parent reads the truth.
 
 - main returned by itself: run() returns its value.
-- an error escaped main: the user's own exception propagates (status 1, normal traceback).
+- an error escaped main: the user's own exception propagates (status 1, normal traceback;
+  a plain KeyboardInterrupt ends the process by SIGINT, as CPython does).
 - ``sys.exit(n)`` in main's tree: that SystemExit propagates (status n, no traceback).
 - a `worker` failed and was not restarted: SystemExit(1), even if the shutdown had
   begun for another reason (its traceback is already logged).
@@ -15,8 +16,9 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, final
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio depends on the backport there
     from exceptiongroup import BaseExceptionGroup
@@ -67,31 +69,80 @@ def _first_leaf(group: BaseExceptionGroup[SystemExit]) -> SystemExit:
     return exc
 
 
-def conclude(
+@final
+@dataclass(frozen=True)
+class Verdict:
+    """How the run ends, decided once by `decide`.
+
+    The final log line, run()'s return or raise, `graceful_async.testing`'s
+    ``exit_status`` and so the process's real status all read this one object.
+    """
+
+    #: The status the parent sees, as a shell's ``$?`` shows it: death by SIGINT is 130.
+    status: int
+    #: The status in words, for the final log line.
+    description: str
+    #: What run() raises; None when it returns ``value`` or dies by SIGINT quietly.
+    exception: BaseException | None = None
+    #: main's return value, when run() returns it.
+    value: Any = None
+    #: Whether run() raises a KeyboardInterrupt that the interpreter turns into death by
+    #: SIGINT without a traceback.
+    quiet_interrupt: bool = False
+
+    @property
+    def returns(self) -> bool:
+        """Whether run() returns (rather than raising what ends the process)."""
+        return self.exception is None and not self.quiet_interrupt
+
+    def conclude(self) -> Any:
+        """Return main's value, or raise what ends the process with ``status``."""
+        if self.quiet_interrupt:
+            _raise_quiet_keyboard_interrupt()
+        if self.exception is not None:
+            raise self.exception
+        return self.value
+
+
+_SIGINT_DEATH = 128 + signal.SIGINT
+
+
+def decide(
     outcome: Outcome, trigger: Trigger, exit_codes: dict[signal.Signals, int], failed: bool
-) -> Any:
-    """Return main's value or raise what ends the process with the right status."""
-    # An error from main is a bug report and beats everything else, and so does a failed
-    # worker (whose error was logged, not raised, so that its siblings could drain). An
-    # explicit sys.exit() beats the trigger too: the program chose its status.
-    if outcome.error is not None:
-        raise outcome.error
+) -> Verdict:
+    """Decide how the run ends, in this order of precedence.
+
+    An error from main is a bug report and beats everything else, and so does a failed
+    worker (whose error was logged, not raised, so that its siblings could drain). An
+    explicit sys.exit() beats the trigger too: the program chose its status.
+    """
+    error = outcome.error
+    if error is not None:
+        # CPython dies by SIGINT only for an uncaught KeyboardInterrupt of that exact
+        # type; a subclass, or one inside an exception group, exits 1 with a traceback.
+        if type(error) is KeyboardInterrupt:
+            return Verdict(_SIGINT_DEATH, "death by SIGINT (KeyboardInterrupt in main)", error)
+        return Verdict(1, "1 (error)", error)
     if failed:
-        raise SystemExit(1)
+        return Verdict(1, "1 (a worker failed)", SystemExit(1))
     if outcome.system_exit is not None:
-        raise outcome.system_exit
+        code = outcome.system_exit.code
+        # The operating system keeps the low 8 bits: sys.exit(256) is 0, sys.exit(-1) 255;
+        # anything but an int (a message) is printed, with status 1.
+        status = 0 if code is None else code & 0xFF if isinstance(code, int) else 1
+        return Verdict(status, str(status), outcome.system_exit)
     if trigger.kind == "return":
-        return outcome.value
+        return Verdict(0, "main's return value", value=outcome.value)
     if trigger.kind == "request":
-        raise SystemExit(trigger.exit_code)
+        return Verdict(trigger.exit_code, str(trigger.exit_code), SystemExit(trigger.exit_code))
     assert trigger.kind == "signal"
     assert trigger.signum is not None
     sig = signal.Signals(trigger.signum)
     if sig in exit_codes:
-        raise SystemExit(exit_codes[sig])
+        return Verdict(exit_codes[sig], str(exit_codes[sig]), SystemExit(exit_codes[sig]))
     if sig == signal.SIGINT:
-        _raise_quiet_keyboard_interrupt()
-    raise SystemExit(128 + sig)
+        return Verdict(_SIGINT_DEATH, "death by SIGINT", quiet_interrupt=True)
+    return Verdict(128 + sig, str(128 + sig), SystemExit(128 + sig))
 
 
 def _raise_quiet_keyboard_interrupt() -> NoReturn:
@@ -130,45 +181,3 @@ def remove_quiet_hook() -> None:
     """Undo a hook left behind when a caller caught our KeyboardInterrupt."""
     while isinstance(sys.excepthook, _QuietInterruptHook):
         sys.excepthook = sys.excepthook.previous
-
-
-def exit_code(
-    outcome: Outcome, trigger: Trigger, exit_codes: dict[signal.Signals, int], failed: bool
-) -> int:
-    """The status the parent sees once conclude() has ended the process.
-
-    Death by SIGINT shows as 130 in a shell's ``$?``, and so it is given here.
-    """
-    if isinstance(outcome.error, KeyboardInterrupt) and not failed:
-        return 128 + signal.SIGINT  # the interpreter dies by SIGINT
-    if outcome.error is not None or failed:
-        return 1
-    if outcome.system_exit is not None:
-        code = outcome.system_exit.code
-        # The operating system keeps the low 8 bits: sys.exit(256) is 0, sys.exit(-1) 255.
-        return 0 if code is None else code & 0xFF if isinstance(code, int) else 1
-    if trigger.kind == "return":
-        return 0
-    if trigger.kind == "request":
-        return trigger.exit_code
-    assert trigger.signum is not None
-    sig = signal.Signals(trigger.signum)
-    return exit_codes.get(sig, 128 + sig)
-
-
-def exit_status(
-    outcome: Outcome, trigger: Trigger, exit_codes: dict[signal.Signals, int], failed: bool
-) -> str:
-    """Describe the status conclude() will produce, for the final log line."""
-    if isinstance(outcome.error, KeyboardInterrupt) and not failed:
-        return "death by SIGINT"
-    if outcome.error is not None:
-        return "1 (error)"
-    if failed:
-        return "1 (a worker failed)"
-    if outcome.system_exit is None:
-        if trigger.kind == "return":
-            return "main's return value"
-        if trigger.signum == signal.SIGINT and signal.SIGINT not in exit_codes:
-            return "death by SIGINT"
-    return str(exit_code(outcome, trigger, exit_codes, failed))

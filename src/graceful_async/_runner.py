@@ -32,7 +32,7 @@ from ._backends import (
 )
 from ._children import signal_children, stop_children
 from ._config import RunConfig, make_config
-from ._exit import Outcome, conclude, exit_status, remove_quiet_hook
+from ._exit import Outcome, decide, remove_quiet_hook
 from ._garbage import free_task_group_cycles
 from ._log import logger
 from ._reload import Reloader
@@ -214,7 +214,7 @@ def run(
         trigger = state.trigger
         assert trigger is not None
         assert state.started_at is not None
-        failed = bool(state.failed_workers)
+        verdict = decide(outcome, trigger, config.exit_codes, bool(state.failed_workers))
         if not state.claim_end():
             # The watchdog got there first and is ending the process with the forced
             # status: logging the status that run() would have given would be a lie.
@@ -222,10 +222,10 @@ def run(
         logger.info(
             "shutdown complete in %.3f s; exit status: %s",
             time.monotonic() - state.started_at,
-            exit_status(outcome, trigger, config.exit_codes, failed),
+            verdict.description,
         )
     guard_interpreter_exit(state, config.signals)
-    return conclude(outcome, trigger, config.exit_codes, failed)  # type: ignore[no-any-return]
+    return verdict.conclude()  # type: ignore[no-any-return]
 
 
 async def _supervise(

@@ -40,7 +40,7 @@ import anyio
 from . import _hooks, _reload
 from ._backends import current_backend
 from ._config import make_config
-from ._exit import Outcome, exit_code
+from ._exit import Outcome, decide
 from ._runner import _supervise
 from ._shutdown import ShutdownState, _Waker, active_run
 from ._watchdog import FORCED_EXIT_STATUS, Watchdog
@@ -266,7 +266,7 @@ def _result(
         status = FORCED_EXIT_STATUS
     else:
         assert trigger is not None
-        status = exit_code(outcome, trigger, exit_codes, failed)
+        status = decide(outcome, trigger, exit_codes, failed).status
     return ServiceResult(
         exit_status=status,
         reason=None if trigger is None else trigger.describe(),
