@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import random
 import signal
 import time
 from pathlib import Path
+from types import FrameType
 
-from .helpers import SIGINT_DEATH, Backend, run_program
+import anyio
+import pytest
+
+import graceful_async
+
+from .helpers import SIGINT_DEATH, Backend, Child, run_program, write_program
 
 # After READY nothing is flushed by hand: stdout is a pipe, so these lines only show up
 # if the interpreter still flushes its buffers on the way out.
@@ -313,3 +322,86 @@ def test_signal_wakes_the_loop_while_the_watchdog_thread_cannot_run(
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     assert result.lines == ["READY", "finally ran"]
     assert time.monotonic() - started < 15  # well before the grace period; a hang is 20 s
+
+
+SECOND_SIGNAL_RUNS = int(os.environ.get("GA_SECOND_SIGNAL_RUNS", "12"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_second_signal_at_any_moment_never_kills_by_default(
+    tmp_path: Path, backend: Backend, sig: signal.Signals
+) -> None:
+    """A second signal 0-25 ms after the first, on a main that ends at once, is ours.
+
+    It lands during the hooks, the restoring of the handlers, the unwinding above run()
+    or the interpreter's exit. Two SIGTERMs end with 143 and two Ctrl+Cs by SIGINT, with
+    atexit handlers run and no traceback. GA_SECOND_SIGNAL_RUNS sets the runs per case.
+    """
+    body = """
+    atexit.register(print, "atexit ran")
+
+    async def main():
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main)
+    """
+    program = write_program(tmp_path, body)
+    rng = random.Random(f"{backend.id}-{sig}")
+    expected = SIGINT_DEATH if sig == signal.SIGINT else 128 + signal.SIGTERM
+    for run in range(SECOND_SIGNAL_RUNS):
+        delay = rng.uniform(0.0, 0.025)
+        child = Child.start(program, backend)
+        child.wait_for("READY")
+        child.send(sig)
+        time.sleep(delay)
+        with contextlib.suppress(ProcessLookupError):  # it may be gone already
+            child.send(sig)
+        result = child.finish()
+        what = f"run {run}, second signal after {delay * 1000:.1f} ms: {result}"
+        assert result.returncode == expected, what
+        assert result.lines == ["READY", "atexit ran"], what
+        assert "Traceback" not in result.stderr, what
+
+
+def test_handlers_after_a_caught_exit_give_way_once_the_grace_period_is_over(
+    backend: Backend,
+) -> None:
+    """run() raised and the program carried on: the previous handler comes back.
+
+    Until the deadline a further SIGTERM still belongs to the shutdown and is absorbed;
+    after it, the previous handler gets the signal and is put back. The next run() sees
+    through the stand-in too.
+    """
+    calls: list[int] = []
+
+    def old_term(signum: int, frame: FrameType | None) -> None:
+        calls.append(signum)
+
+    async def main() -> None:
+        graceful_async.request_shutdown("done", exit_code=3)
+        await anyio.sleep_forever()
+
+    signal.signal(signal.SIGTERM, old_term)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            backend.run(main, grace=0.5)
+        assert exit_info.value.code == 3
+        assert signal.getsignal(signal.SIGTERM) is not old_term
+        os.kill(os.getpid(), signal.SIGTERM)  # within the grace period: absorbed
+        time.sleep(0.6)  # past the deadline
+        assert calls == []
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert calls == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is old_term
+
+        with pytest.raises(SystemExit):
+            backend.run(main, grace=0.5)
+
+        async def returns() -> str:
+            return "done"
+
+        assert backend.run(returns) == "done"
+        assert signal.getsignal(signal.SIGTERM) is old_term
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

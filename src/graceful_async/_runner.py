@@ -184,13 +184,14 @@ def run(
     state = ShutdownState(
         config.grace, config.drain, config.pre_drain_delay, Notifier.from_environ()
     )
+    # The handlers outlive the watchdog: a signal while it is joined is still ours.
     with (
         active_run(state),
         _hooks.reopened_afterwards(),
-        Watchdog(state, config.signals) as watchdog,
         handlers_installed(
             state, config.signals, config.dump_signal, config.reload_signal
-        ) as handled,
+        ) as handlers,
+        Watchdog(state, config.signals) as watchdog,
     ):
 
         def on_escape(exc: BaseException) -> None:
@@ -204,7 +205,9 @@ def run(
         outcome = run_on_backend(
             config.backend,
             config.backend_options,
-            lambda: _supervise(state, watchdog, config, bool(handled), lambda: main(*args)),
+            lambda: _supervise(
+                state, watchdog, config, bool(handlers.handled), lambda: main(*args)
+            ),
             on_escape,
         )
         if config.fast_exit and config.backend == "asyncio":
@@ -224,6 +227,9 @@ def run(
             time.monotonic() - state.started_at,
             verdict.description,
         )
+        if not verdict.returns:
+            # The program ends: until the deadline, a further signal must not.
+            handlers.keep_ours(state.deadline, state.grace)
     guard_interpreter_exit(state, config.signals)
     return verdict.conclude()  # type: ignore[no-any-return]
 
