@@ -91,6 +91,12 @@ class Verdict:
     quiet_interrupt: bool = False
 
     @property
+    def dies_by(self) -> int | None:
+        """The signal the process dies by (SIGINT after Ctrl+C), if it dies by one."""
+        interrupted = self.quiet_interrupt or type(self.exception) is KeyboardInterrupt
+        return signal.SIGINT if interrupted else None
+
+    @property
     def returns(self) -> bool:
         """Whether run() returns (rather than raising what ends the process)."""
         return self.exception is None and not self.quiet_interrupt

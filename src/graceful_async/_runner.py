@@ -41,7 +41,7 @@ from ._scopes import bounded_scope, to_loop_clock
 from ._shutdown import ShutdownState, Trigger, active_run, set_ready
 from ._signals import forward_signals, handlers_installed, wakeup_fd_chained
 from ._systemd import Notifier
-from ._watchdog import Watchdog, dismiss_exit_guards, guard_interpreter_exit
+from ._watchdog import FORCED_EXIT_STATUS, Watchdog, dismiss_exit_guards, guard_interpreter_exit
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -230,7 +230,10 @@ def run(
         if not verdict.returns:
             # The program ends: until the deadline, a further signal must not.
             handlers.keep_ours(state.deadline, state.grace)
-    guard_interpreter_exit(state, config.signals)
+    # The status only run() decided: where run() returns, what the program does next
+    # decides it, and a forced exit says "did not stop in time" instead.
+    status = FORCED_EXIT_STATUS if verdict.returns else verdict.status
+    guard_interpreter_exit(state, config.signals, status, verdict.dies_by)
     return verdict.conclude()  # type: ignore[no-any-return]
 
 

@@ -228,7 +228,9 @@ def claim_the_interpreter() -> float:
 _exit_guards: list[threading.Event] = []
 
 
-def guard_interpreter_exit(state: ShutdownState, signals: Iterable[int]) -> None:
+def guard_interpreter_exit(
+    state: ShutdownState, signals: Iterable[int], status: int, dies_by: int | None = None
+) -> None:
     """Keep the deadline while the interpreter exits after run() has ended the program.
 
     After run() raises SystemExit or KeyboardInterrupt, the interpreter still joins
@@ -237,6 +239,10 @@ def guard_interpreter_exit(state: ShutdownState, signals: Iterable[int]) -> None
     process if the interpreter is still exiting: the main thread is marked as no longer
     alive once the interpreter begins to shut down. If the caller caught the exception
     and carried on, the main thread is alive and the guard retires quietly.
+
+    The process then ends with ``status``, the status run() decided and logged (or by
+    the signal ``dies_by``): the shutdown itself finished in time, and the deadline only
+    bounds what is left. The stuck report still says what held the exit up.
     """
     left = state.deadline - time.monotonic()
     if threading.current_thread() is not threading.main_thread() or math.isinf(left):
@@ -249,7 +255,7 @@ def guard_interpreter_exit(state: ShutdownState, signals: Iterable[int]) -> None
     flusher = _Flusher(signals)
     threading.Thread(
         target=_guard_exit,
-        args=(state, max(0.0, left), dismissed, set(signals), flusher),
+        args=(state, max(0.0, left), dismissed, set(signals), flusher, status, dies_by),
         name="graceful_async exit watchdog",
         daemon=True,
     ).start()
@@ -268,6 +274,8 @@ def _guard_exit(
     dismissed: threading.Event,
     signals: set[int],
     flusher: _Flusher,
+    status: int,
+    dies_by: int | None,
 ) -> None:
     if signals:
         signal.pthread_sigmask(signal.SIG_BLOCK, signals)
@@ -277,7 +285,7 @@ def _guard_exit(
     why = f"the process did not exit within the grace period ({state.grace:g} s)"
     claim_the_interpreter()
     kill_children(state)
-    force_exit(build_report(state, why, FORCED_EXIT_STATUS, None), FORCED_EXIT_STATUS, flusher)
+    force_exit(build_report(state, why, status, None), status, flusher, dies_by)
 
 
 class _Flusher:
@@ -334,10 +342,32 @@ def write_stderr(text: str, timeout: float = 1.0) -> None:
 
 
 def force_exit(  # pragma: no cover - ends the process
-    report: str, status: int, flusher: _Flusher | None = None
+    report: str, status: int, flusher: _Flusher | None = None, dies_by: int | None = None
 ) -> None:
-    """Write ``report`` to stderr, flush what can be flushed, and end the process now."""
+    """Write ``report`` to stderr, flush what can be flushed, and end the process now.
+
+    With ``dies_by``, by that signal's default action where it can, else with ``status``.
+    """
     write_stderr(report)
     with contextlib.suppress(RuntimeError):  # no new threads at interpreter shutdown
         (flusher or _Flusher()).flush(0.25)
+    if dies_by is not None:
+        _die_by(dies_by)
     os._exit(status)
+
+
+def _die_by(signum: int) -> None:  # pragma: no cover - ends the process
+    # Python lets only the main thread set a signal's action, and ours is a Python-level
+    # handler (or SIG_IGN), which would swallow the signal. So the default action is put
+    # back through the C library, and the signal raised in this very thread, which must
+    # not block it. As PID 1 the default action does nothing, and the caller exits with
+    # the status instead (130 for SIGINT, which a shell would show either way).
+    import ctypes  # deferred: only a forced exit after Ctrl+C needs it
+
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        libc.signal(signum, None)  # SIG_DFL
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+        signal.raise_signal(signum)
