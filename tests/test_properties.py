@@ -681,8 +681,8 @@ async def _run_block(op: Block, unit: graceful_async.in_flight, book: FlightBook
     except _Boom:
         pass
     except anyio.get_cancelled_exc_class():
-        if entered_while in ("running", "draining"):
-            book.cut.append(entered_while)
+        if entered_while.value in ("running", "draining"):
+            book.cut.append(entered_while.value)
         raise
 
 

@@ -8,6 +8,8 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
+from ._lifecycle import Phase
+
 RELAY_TASK_NAME = "graceful_async relay"
 
 if TYPE_CHECKING:
@@ -22,8 +24,8 @@ def build_report(
     now = time.monotonic()
     trigger = state.trigger.describe() if state.trigger else "none"
     elapsed = f"{now - state.started_at:.2f} s" if state.started_at is not None else "n/a"
-    phase = state.phase
-    if state.trigger is not None and phase == "running" and status is not None:
+    phase = state.phase.value
+    if state.trigger is not None and state.phase is Phase.RUNNING and status is not None:
         phase += " (the event loop never got to start the shutdown: is it blocked?)"
     headline = f"graceful_async: {why}"
     if status is not None:

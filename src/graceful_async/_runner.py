@@ -34,6 +34,7 @@ from ._children import signal_children, stop_children
 from ._config import RunConfig, make_config
 from ._exit import Outcome, decide, remove_quiet_hook
 from ._garbage import free_task_group_cycles
+from ._lifecycle import Lifecycle, Phase
 from ._log import logger
 from ._reload import Reloader
 from ._report import RELAY_TASK_NAME
@@ -184,6 +185,7 @@ def run(
     state = ShutdownState(
         config.grace, config.drain, config.pre_drain_delay, Notifier.from_environ()
     )
+    lifecycle = Lifecycle(state)
     # The handlers outlive the watchdog: a signal while it is joined is still ours.
     with (
         active_run(state),
@@ -197,7 +199,7 @@ def run(
         def on_escape(exc: BaseException) -> None:
             # From a hook, it is that hook's failure, which the hooks' runner logs (as
             # on trio, where it never leaves the loop), not the program's outcome.
-            if state.phase == "hooks":
+            if state.phase is Phase.HOOKS:
                 return
             escaped.append(exc)
             state.trigger_shutdown(_trigger_for(Outcome.of(exc)))
@@ -206,7 +208,7 @@ def run(
             config.backend,
             config.backend_options,
             lambda: _supervise(
-                state, watchdog, config, bool(handlers.handled), lambda: main(*args)
+                state, lifecycle, watchdog, config, bool(handlers.handled), lambda: main(*args)
             ),
             on_escape,
         )
@@ -233,12 +235,14 @@ def run(
     # The status only run() decided: where run() returns, what the program does next
     # decides it, and a forced exit says "did not stop in time" instead.
     status = FORCED_EXIT_STATUS if verdict.returns else verdict.status
+    lifecycle.enter(Phase.INTERPRETER_EXIT)
     guard_interpreter_exit(state, config.signals, status, verdict.dies_by)
     return verdict.conclude()  # type: ignore[no-any-return]
 
 
 async def _supervise(
     state: ShutdownState,
+    lifecycle: Lifecycle,
     watchdog: Watchdog,
     config: RunConfig,
     handled: bool,
@@ -258,12 +262,12 @@ async def _supervise(
     outcome = Outcome()
     main_scope = anyio.CancelScope()
     reloader = Reloader(state) if config.reload_signal is not None else None
-    relay = _Relay(state, main_scope, config.backend, handled, reloader)
+    relay = _Relay(state, lifecycle, main_scope, config.backend, handled, reloader)
     # "running" from here on: the relay may apply a trigger (a signal that came during
     # start-up) as soon as it has started, even before main does, and it begins the
     # drain only from a running phase. Cancelling main's scope before main enters it
     # still cancels main at its first checkpoint.
-    _enter_phase(state, "running")
+    lifecycle.enter(Phase.RUNNING)
     async with anyio.create_task_group() as tg:
         await tg.start(relay.run, name=RELAY_TASK_NAME)
         if reloader is not None:
@@ -297,10 +301,10 @@ async def _supervise(
         await stop_children(state)
 
         done = f"main's task tree unwound; {len(stray)} stray task(s) cancelled"
-        _enter_phase(state, "hooks", done)
+        lifecycle.enter(Phase.HOOKS, done)
         count = await _hooks.run_hooks(state)
         tg.cancel_scope.cancel()
-    _enter_phase(state, "exiting", f"{count} hook(s) ran")
+    lifecycle.enter(Phase.EXITING, f"{count} hook(s) ran")
     return outcome
 
 
@@ -314,28 +318,20 @@ def _trigger_for(outcome: Outcome) -> Trigger:
     return Trigger("return")
 
 
-def _enter_phase(state: ShutdownState, phase: str, done: str = "") -> None:
-    """Move on to ``phase``, logging how long the phase that ends took (and ``done``)."""
-    now = time.monotonic()
-    if state.phase in ("pre-drain", "cancelling", "hooks") or (state.phase == "draining" and done):
-        detail = f" ({done})" if done else ""
-        logger.info("%s phase took %.3f s%s", state.phase, now - state.phase_started, detail)
-    state.phase = phase
-    state.phase_started = now
-
-
 class _Relay:
     """Applies what the signal handlers and other threads recorded, on the loop."""
 
     def __init__(
         self,
         state: ShutdownState,
+        lifecycle: Lifecycle,
         main_scope: anyio.CancelScope,
         backend: str,
         handled: bool,
         reloader: Reloader | None = None,
     ) -> None:
         self._state = state
+        self._lifecycle = lifecycle
         self._reloader = reloader
         self._reloads_seen = 0
         self._handled = handled
@@ -343,7 +339,6 @@ class _Relay:
         self._backend = backend
         self._announced = False
         self._announced_armed = False
-        self._applied_trigger = False
         self._applied_escalation = False
         self.main_done = False
         self._drain_began_with = 0
@@ -373,9 +368,9 @@ class _Relay:
             next_ping = notifier.ping_if_due() if notifier is not None else inf
             # Also wake up when the pre-drain delay or the drain phase ends.
             wake_by = next_ping
-            if state.phase == "pre-drain":
+            if state.phase is Phase.PRE_DRAIN:
                 wake_by = min(wake_by, state.drain_begins_at)
-            elif state.phase == "draining":
+            elif state.phase is Phase.DRAINING:
                 wake_by = min(wake_by, state.drain_deadline)
             with anyio.CancelScope(deadline=to_loop_clock(wake_by)):
                 await anyio.wait_readable(waker.reader)
@@ -389,9 +384,9 @@ class _Relay:
         trigger = state.trigger
         if trigger is not None and not self._announced:
             self._announce(trigger)
-        if trigger is not None and not self._applied_trigger and (self.main_done or state.stopping):
+        if trigger is not None and not state.drain_began and (self.main_done or state.stopping):
             self._begin_drain()
-        if state.phase == "draining":
+        if state.phase is Phase.DRAINING:
             self._maybe_end_drain(trigger)
         if state.armed and not self._announced_armed:
             # A signal after main returned: the stop is now bounded, and systemd, which
@@ -424,13 +419,12 @@ class _Relay:
         if state.notifier is not None:
             state.notifier.stopping(trigger.describe(), state.deadline - time.monotonic())
         delay = state.drain_begins_at - time.monotonic()
-        if state.phase == "running" and delay > 0 and not self.main_done:
+        if state.phase is Phase.RUNNING and delay > 0 and not self.main_done:
             logger.info("not ready; still serving for the pre-drain delay (%.1f s)", delay)
-            _enter_phase(state, "pre-drain")
+            self._lifecycle.enter(Phase.PRE_DRAIN)
 
     def _begin_drain(self) -> None:
         state = self._state
-        self._applied_trigger = True
         state.drain_began = True
         assert state.requested is not None
         state.requested.set()
@@ -441,9 +435,10 @@ class _Relay:
             state.in_flight.add(scope)
             scope.cancel("shutdown requested: no new work")
         signal_children(state)
-        if state.phase in ("running", "pre-drain"):
+        if state.phase in (Phase.RUNNING, Phase.PRE_DRAIN):
             self._drain_began_with = len(state.in_flight)
-            _enter_phase(state, "draining", "delay over" if state.phase == "pre-drain" else "")
+            delay_over = "delay over" if state.phase is Phase.PRE_DRAIN else ""
+            self._lifecycle.enter(Phase.DRAINING, delay_over)
 
     def _maybe_end_drain(self, trigger: Trigger | None) -> None:
         # The drain phase: the trigger is known, but main's tree keeps running so that the
@@ -464,7 +459,7 @@ class _Relay:
         else:
             return
         # Log the drain phase only if it had something to wait for.
-        _enter_phase(state, "cancelling", why if self._drain_began_with else "")
+        self._lifecycle.enter(Phase.CANCELLING, why if self._drain_began_with else "")
         self._main_scope.cancel(trigger.describe())
         if self._reloader is not None:
             self._reloader.stop()

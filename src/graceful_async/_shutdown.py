@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Literal
 # loads its submodules on first use, as attributes.
 import anyio
 
+from ._lifecycle import Phase
+
 if TYPE_CHECKING:
     from anyio import CancelScope, Event
 
@@ -136,7 +138,9 @@ class ShutdownState:
         self.marked_ready = False
         #: Set by the loop when the drain phase has begun (after the pre-drain delay).
         self.drain_began = False
-        self.phase = "starting"
+        #: Where the run is; written by its `Lifecycle` only (on the loop, then in run()),
+        #: read from any thread.
+        self.phase = Phase.STARTING
         self.phase_started = time.monotonic()
         self.running_hooks: dict[str, float] = {}
         #: Each shutdown hook that ran, in order, and whether it succeeded in time.
@@ -242,7 +246,7 @@ class ShutdownState:
     def work_done(self, unit: object) -> None:
         """Take ``unit`` off the in-flight set; the last one out ends the drain phase."""
         self.in_flight.discard(unit)
-        if not self.in_flight and self.phase == "draining":
+        if not self.in_flight and self.phase is Phase.DRAINING:
             self.loop_waker.poke()
 
     def worker_failed(self, description: str) -> None:

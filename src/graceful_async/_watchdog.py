@@ -247,7 +247,6 @@ def guard_interpreter_exit(
     left = state.deadline - time.monotonic()
     if threading.current_thread() is not threading.main_thread() or math.isinf(left):
         return
-    state.phase = "interpreter exit (joining non-daemon threads, then atexit handlers)"
     dismissed = threading.Event()
     _exit_guards.append(dismissed)
     # Python 3.12+ refuses to start threads once the interpreter is shutting down, so the

@@ -41,6 +41,7 @@ from . import _hooks, _reload
 from ._backends import current_backend
 from ._config import make_config
 from ._exit import Outcome, decide
+from ._lifecycle import Lifecycle
 from ._runner import _supervise
 from ._shutdown import ShutdownState, _Waker, active_run
 from ._watchdog import FORCED_EXIT_STATUS, Watchdog
@@ -239,7 +240,7 @@ async def run_service(
                         # No sweep of tasks outside main's tree: here they are the
                         # test's own, and a program's are not told apart from them.
                         outcome = await _supervise(
-                            state, watchdog, config, False, call_main, sweep=False
+                            state, Lifecycle(state), watchdog, config, False, call_main, sweep=False
                         )
                 finally:
                     guard_scope.cancel()
