@@ -17,7 +17,6 @@ import functools
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, final
 
@@ -25,7 +24,7 @@ import anyio
 
 from ._log import logger
 from ._scopes import bounded_scope, to_loop_clock
-from ._shutdown import current_state
+from ._shutdown import run_on_this_loop
 from ._systemd import SYSTEMD_VARIABLES
 
 if TYPE_CHECKING:
@@ -163,8 +162,8 @@ def start_child(
         raise ValueError(f"command must name a program to run, got {command!r}")
     _check_stop_signal(stop_signal)
     _check_popen_kwargs(popen_kwargs)
-    state = current_state()
-    if state is None or state.loop_thread != threading.get_ident():
+    state = run_on_this_loop()
+    if state is None:
         raise RuntimeError(
             "start_child() needs an active graceful_async.run() and must be called on its "
             "event loop's thread, so that the child is stopped with the service; from "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import TYPE_CHECKING, TypeVar, final
 
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, TypeVar, final
 # importing one here, such as anyio.streams.memory, would load anyio's core at import.
 import anyio
 
-from ._shutdown import ShutdownState, current_state
+from ._shutdown import ShutdownState, run_on_this_loop
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
@@ -89,9 +88,7 @@ class drain(AsyncIterator[T]):  # lower case: used like a function, as in_flight
         return self
 
     async def __anext__(self) -> T:
-        state = current_state()
-        if state is not None and state.loop_thread != threading.get_ident():
-            state = None  # an event loop in another thread: not the one run() shuts down
+        state = run_on_this_loop()
         task = None if state is None else state.current_task()
         stream = self._stream
         if stream is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, final
 import anyio
 
 from ._log import logger
-from ._shutdown import current_state
+from ._shutdown import current_state, run_on_this_loop
 
 if TYPE_CHECKING:
     from ._shutdown import ShutdownState
@@ -83,9 +82,7 @@ def bounded_scope(seconds: float = math.inf) -> Iterator[anyio.CancelScope]:
     While a run() is active the scope is registered with it: its deadline is pulled in
     when the shutdown starts, and a second signal cancels it at once.
     """
-    state = current_state()
-    if state is not None and state.loop_thread != threading.get_ident():
-        state = None  # an event loop in another thread: not the one run() shuts down
+    state = run_on_this_loop()
     if state is not None:
         seconds = min(seconds, state.time_left())
     scope = anyio.CancelScope(shield=True, deadline=loop_deadline(seconds))

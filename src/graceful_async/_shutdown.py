@@ -382,6 +382,18 @@ def current_state() -> ShutdownState | None:
     return _active
 
 
+def run_on_this_loop() -> ShutdownState | None:
+    """The active run, if this thread runs its event loop; else None.
+
+    An event loop in another thread (a worker thread's own anyio.run(), say) is not the
+    one run() shuts down, so there its scopes, drains and workers behave as outside run().
+    """
+    state = _active
+    if state is None or state.loop_thread != threading.get_ident():
+        return None
+    return state
+
+
 @contextmanager
 def active_run(state: ShutdownState) -> Iterator[ShutdownState]:
     """Make ``state`` the process's one active run for the duration of the block."""
@@ -534,8 +546,8 @@ async def wait_shutdown_requested() -> None:
                 await peers.broadcast("leaving")
         ```
     """
-    state = _active
-    if state is None or state.loop_thread != threading.get_ident():
+    state = run_on_this_loop()
+    if state is None:
         raise RuntimeError(
             "wait_shutdown_requested() needs an active graceful_async.run() and must be "
             "awaited on its event loop; other threads can poll shutdown_requested()"

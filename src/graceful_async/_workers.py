@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -14,7 +13,7 @@ import anyio
 
 from ._config import is_async_callable
 from ._log import logger
-from ._shutdown import ShutdownState, current_state
+from ._shutdown import ShutdownState, run_on_this_loop
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -196,9 +195,7 @@ class _Supervisor:
 
     async def run(self, call: Callable[[], Awaitable[T]]) -> T | None:
         token = object()
-        state = current_state()
-        if state is not None and state.loop_thread != threading.get_ident():
-            state = None  # an event loop in another thread: not the one run() shuts down
+        state = run_on_this_loop()
         try:
             while True:
                 if state is not None:

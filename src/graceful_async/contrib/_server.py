@@ -7,7 +7,6 @@ unit finishes.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,13 +16,13 @@ import anyio
 
 from .._log import logger
 from .._scopes import in_flight, to_loop_clock
-from .._shutdown import ShutdownState, current_state, wait_shutdown_requested
+from .._shutdown import ShutdownState, run_on_this_loop, wait_shutdown_requested
 
 
 def check_running(server: str) -> ShutdownState:
     """The active run's state; a clear error when there is none on this thread."""
-    state = current_state()
-    if state is None or state.loop_thread != threading.get_ident():
+    state = run_on_this_loop()
+    if state is None:
         raise RuntimeError(
             f"graceful_async.contrib.{server}.serve() runs the server under "
             "graceful_async.run(), which decides when it stops; call it from the program "
