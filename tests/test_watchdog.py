@@ -399,7 +399,7 @@ def test_idle_watchdog_does_not_poll(backend: Backend) -> None:
 
 def test_report_lists_tasks_in_process(backend: Backend) -> None:
     """The report's task list names live tasks and where they wait (asyncio and trio)."""
-    from graceful_async._backends import task_lister
+    from graceful_async._backends import backend_named
     from graceful_async._report import build_report
     from graceful_async._shutdown import ShutdownState, Trigger
 
@@ -418,7 +418,11 @@ def test_report_lists_tasks_in_process(backend: Backend) -> None:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sleeper, name="the-sleeper")
                 await anyio.sleep(0.01)
-                reports.append(build_report(state, "testing", FORCED, task_lister(backend.name)))
+                reports.append(
+                    build_report(
+                        state, "testing", FORCED, backend_named(backend.name).task_lister()
+                    )
+                )
                 tg.cancel_scope.cancel()
         finally:
             state.close()

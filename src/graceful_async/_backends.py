@@ -1,8 +1,11 @@
 """The few things asyncio and trio need done differently, side by side.
 
-Each function takes the backend name and hides the difference: listing the live tasks
-for the stuck report (called from the watchdog thread, so it only reads), and sweeping
-up plain asyncio tasks that live outside anyio's task tree.
+Each backend is one small object, chosen once by name (`backend_named`) or from the
+running loop (`running_backend`), as anyio chooses its ``AsyncBackend``: the rest of the
+code calls its methods and never asks which backend it is. The differences: how to run
+the loop, how to list the live tasks for the stuck report (from the watchdog thread, so
+only reading), how to name the current task, and sweeping up plain asyncio tasks that
+live outside anyio's task tree.
 """
 
 from __future__ import annotations
@@ -66,13 +69,84 @@ def _library_dirs() -> tuple[str, ...]:
     )
 
 
-def task_lister(backend: str) -> TaskLister:
-    """Make a function that lists this loop's live tasks from any thread.
+class Backend:
+    """What run() needs from an event loop backend; one subclass per backend."""
 
-    Must be called on the event loop. The watchdog calls the result from its own
-    thread while the loop may be running, so it only reads and retries on races.
-    """
-    if backend == "trio":
+    #: The name `graceful_async.run` takes: ``"asyncio"`` or ``"trio"``.
+    name: str
+    #: The package the backend needs beyond the standard library, if any (an extra).
+    package: str | None = None
+
+    def option_names(self) -> tuple[str, ...]:
+        """The keys ``backend_options`` may hold."""
+        raise NotImplementedError
+
+    def run(
+        self,
+        options: dict[str, Any],
+        fn: Callable[[], Coroutine[Any, Any, T]],
+        on_escape: Callable[[BaseException], None],
+    ) -> T:
+        """Run ``fn()`` to completion on a new loop, like `anyio.run`.
+
+        ``on_escape`` hears of a SystemExit or KeyboardInterrupt that a task let out of
+        the loop, where the backend lets it (asyncio); the loop then goes on.
+        """
+        raise NotImplementedError
+
+    def task_lister(self) -> TaskLister:
+        """Make a function that lists this loop's live tasks from any thread.
+
+        Must be called on the event loop. The watchdog calls the result from its own
+        thread while the loop may be running, so it only reads and retries on races.
+        """
+        raise NotImplementedError
+
+    def current_task_getter(self) -> Callable[[], object]:
+        """The backend's own, fast way to get the current task (per-task bookkeeping)."""
+        raise NotImplementedError
+
+    def cancel_stray_tasks(self, own: set[object]) -> list[Any]:
+        """Cancel the tasks that live outside main's task tree, and return them.
+
+        On asyncio a program may start plain tasks with ``asyncio.create_task()``;
+        anyio's cancel scope does not reach them, and they would otherwise only be
+        cancelled after our hooks, with no time limit. Trio has no such tasks.
+        """
+        return []
+
+    async def wait_for_tasks(self, tasks: list[Any]) -> None:
+        """Wait until ``tasks`` from `cancel_stray_tasks` are done."""
+
+    def free_cycles(self) -> int | None:
+        """Free what cancelled tasks left in reference cycles (``fast_exit``); how many.
+
+        None where the backend's cancelled tasks leave no such cycles (trio).
+        """
+        return None
+
+
+class _Trio(Backend):
+    name = "trio"
+    package = "trio"
+
+    def option_names(self) -> tuple[str, ...]:
+        import inspect
+
+        import trio
+
+        parameters = inspect.signature(trio.run).parameters.values()
+        return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+    def run(
+        self,
+        options: dict[str, Any],
+        fn: Callable[[], Coroutine[Any, Any, T]],
+        on_escape: Callable[[BaseException], None],
+    ) -> T:
+        return anyio.run(fn, backend="trio", backend_options=options)
+
+    def task_lister(self) -> TaskLister:
         import trio
 
         # Start from the task running main, which leaves out trio's own system tasks.
@@ -91,21 +165,123 @@ def task_lister(backend: str) -> TaskLister:
 
         return _retrying(list_trio)
 
+    def current_task_getter(self) -> Callable[[], object]:
+        import trio
+
+        return trio.lowlevel.current_task
+
+
+class _Asyncio(Backend):
+    name = "asyncio"
+
+    def option_names(self) -> tuple[str, ...]:
+        return ASYNCIO_OPTIONS
+
+    def run(
+        self,
+        options: dict[str, Any],
+        fn: Callable[[], Coroutine[Any, Any, T]],
+        on_escape: Callable[[BaseException], None],
+    ) -> T:
+        # We drive the loop ourselves (anyio works in any asyncio loop) for one reason:
+        # asyncio lets SystemExit and KeyboardInterrupt raised in a task escape the loop
+        # at once, and asyncio.Runner would then cancel every task with no time limit
+        # before we ever saw them. Here ``on_escape`` hears of the exception first (so
+        # the shutdown and its deadline start), and the loop resumes so that main's tree
+        # unwinds in order; the exception also reaches main through its task groups.
+        import asyncio
+
+        factory = options.get("loop_factory")
+        if factory is None and options.get("use_uvloop"):
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        loop: asyncio.AbstractEventLoop = (
+            factory() if factory is not None else asyncio.new_event_loop()
+        )
+        if options.get("debug") is not None:
+            loop.set_debug(bool(options["debug"]))
+        asyncio.set_event_loop(loop)
+        try:
+            task = loop.create_task(fn())
+            while True:
+                try:
+                    return loop.run_until_complete(task)
+                except (SystemExit, KeyboardInterrupt) as exc:
+                    if task.done():
+                        raise
+                    on_escape(exc)
+        finally:
+            try:
+                _cancel_remaining(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+    def task_lister(self) -> TaskLister:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+
+        def list_asyncio() -> list[TaskInfo]:
+            return [
+                TaskInfo(
+                    "main" if task is main_task else task.get_name(),
+                    describe_coroutine(task.get_coro()),
+                )
+                for task in asyncio.all_tasks(loop)
+            ]
+
+        return _retrying(list_asyncio)
+
+    def current_task_getter(self) -> Callable[[], object]:
+        import asyncio
+
+        return asyncio.current_task
+
+    def cancel_stray_tasks(self, own: set[object]) -> list[Any]:
+        import asyncio
+
+        stray = [t for t in asyncio.all_tasks() if t not in own and not t.done()]
+        for task in stray:
+            task.cancel()
+        return stray
+
+    async def wait_for_tasks(self, tasks: list[Any]) -> None:
+        if tasks:
+            import asyncio
+
+            await asyncio.wait(tasks)
+
+    def free_cycles(self) -> int | None:
+        from ._garbage import free_task_group_cycles
+
+        return free_task_group_cycles()
+
+
+ASYNCIO_OPTIONS = ("debug", "loop_factory", "use_uvloop")
+
+_BACKENDS: dict[str, Backend] = {b.name: b for b in (_Asyncio(), _Trio())}
+BACKEND_NAMES = tuple(_BACKENDS)
+
+
+def backend_named(name: str) -> Backend:
+    """The backend called ``name`` (one of `BACKEND_NAMES`)."""
+    return _BACKENDS[name]
+
+
+def running_backend() -> Backend:
+    """The backend of the running event loop."""
     import asyncio
 
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-
-    def list_asyncio() -> list[TaskInfo]:
-        return [
-            TaskInfo(
-                "main" if task is main_task else task.get_name(),
-                describe_coroutine(task.get_coro()),
-            )
-            for task in asyncio.all_tasks(loop)
-        ]
-
-    return _retrying(list_asyncio)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _BACKENDS["trio"]
+    return _BACKENDS["asyncio"]
 
 
 def _retrying(lister: TaskLister) -> TaskLister:
@@ -119,108 +295,6 @@ def _retrying(lister: TaskLister) -> TaskLister:
         return []
 
     return retry
-
-
-def current_backend() -> str:
-    """The backend of the running event loop: ``"asyncio"`` or ``"trio"``."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return "trio"
-    return "asyncio"
-
-
-def cancel_stray_tasks(backend: str, own: set[object]) -> list[Any]:
-    """Cancel the tasks that live outside main's task tree, and return them.
-
-    On asyncio a program may start plain tasks with ``asyncio.create_task()``; anyio's
-    cancel scope does not reach them, and they would otherwise only be cancelled after
-    our hooks, with no time limit. Trio has no such tasks.
-    """
-    if backend == "trio":
-        return []
-    import asyncio
-
-    stray = [t for t in asyncio.all_tasks() if t not in own and not t.done()]
-    for task in stray:
-        task.cancel()
-    return stray
-
-
-async def wait_for_tasks(tasks: list[Any]) -> None:
-    """Wait until the asyncio ``tasks`` are done (cancel the caller to stop waiting)."""
-    if tasks:
-        import asyncio
-
-        await asyncio.wait(tasks)
-
-
-def current_task_handle(backend: str) -> object:
-    return task_getter(backend)()
-
-
-def task_getter(backend: str) -> Callable[[], object]:
-    """The backend's own, fast way to get the current task (for per-task bookkeeping)."""
-    if backend == "trio":
-        import trio
-
-        return trio.lowlevel.current_task
-    import asyncio
-
-    return asyncio.current_task
-
-
-ASYNCIO_OPTIONS = ("debug", "loop_factory", "use_uvloop")
-
-
-def run_on_backend(
-    backend: str,
-    options: dict[str, Any],
-    fn: Callable[[], Coroutine[Any, Any, T]],
-    on_escape: Callable[[BaseException], None],
-) -> T:
-    """Run ``fn()`` to completion on ``backend``, like `anyio.run`.
-
-    On asyncio we drive the loop ourselves (anyio works in any asyncio loop) for one
-    reason: asyncio lets SystemExit and KeyboardInterrupt raised in a task escape the
-    loop at once, and asyncio.Runner would then cancel every task with no time limit
-    before we ever saw them. Here ``on_escape`` hears of the exception first (so the
-    shutdown and its deadline start), and the loop resumes so that main's tree unwinds
-    in order; the exception also reaches main through its task groups.
-    """
-    if backend == "trio":
-        return anyio.run(fn, backend="trio", backend_options=options)
-
-    import asyncio
-
-    factory = options.get("loop_factory")
-    if factory is None and options.get("use_uvloop"):
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    loop: asyncio.AbstractEventLoop = factory() if factory is not None else asyncio.new_event_loop()
-    if options.get("debug") is not None:
-        loop.set_debug(bool(options["debug"]))
-    asyncio.set_event_loop(loop)
-    try:
-        task = loop.create_task(fn())
-        while True:
-            try:
-                return loop.run_until_complete(task)
-            except (SystemExit, KeyboardInterrupt) as exc:
-                if task.done():
-                    raise
-                on_escape(exc)
-    finally:
-        try:
-            _cancel_remaining(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
 
 
 def _cancel_remaining(loop: Any) -> None:

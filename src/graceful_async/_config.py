@@ -12,10 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._backends import ASYNCIO_OPTIONS
+from ._backends import BACKEND_NAMES, backend_named
 from ._shutdown import check_exit_code
-
-BACKENDS = ("asyncio", "trio")
 
 DEFAULT_GRACE = 8.0
 """Seconds of grace when neither ``grace=`` nor ``GRACEFUL_ASYNC_GRACE`` says otherwise.
@@ -107,14 +105,15 @@ def make_config(
 def _check_backend(backend: object, options: object) -> str:
     import importlib.util  # deferred: only run() checks a backend
 
-    if backend not in BACKENDS:
+    if backend not in BACKEND_NAMES:
         raise ValueError(
-            f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}"
+            f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}, got {backend!r}"
         )
-    if backend == "trio" and importlib.util.find_spec("trio") is None:
+    package = backend_named(backend).package
+    if package is not None and importlib.util.find_spec(package) is None:
         raise ModuleNotFoundError(
-            "backend='trio' needs trio, which is not installed; "
-            "install it with: pip install graceful-async[trio]"
+            f"backend={backend!r} needs {package}, which is not installed; "
+            f"install it with: pip install graceful-async[{package}]"
         )
     if (
         isinstance(options, Mapping)
@@ -133,7 +132,8 @@ def _check_backend_options(backend: object, options: object) -> dict[str, Any]:
         return {}
     if not isinstance(options, Mapping):
         raise TypeError(f"backend_options must be a mapping or None, got {options!r}")
-    known = ASYNCIO_OPTIONS if backend == "asyncio" else _trio_options()
+    assert isinstance(backend, str)  # checked by _check_backend before
+    known = backend_named(backend).option_names()
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ValueError(
@@ -141,13 +141,6 @@ def _check_backend_options(backend: object, options: object) -> dict[str, Any]:
             f"got unknown {', '.join(map(repr, unknown))}"
         )
     return dict(options)
-
-
-def _trio_options() -> tuple[str, ...]:
-    import trio
-
-    parameters = inspect.signature(trio.run).parameters.values()
-    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 def _check_grace(grace: object) -> float:

@@ -22,18 +22,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from . import _hooks
-from ._backends import (
-    cancel_stray_tasks,
-    current_task_handle,
-    run_on_backend,
-    task_getter,
-    task_lister,
-    wait_for_tasks,
-)
+from ._backends import backend_named
 from ._children import signal_children, stop_children
 from ._config import RunConfig, make_config
 from ._exit import Outcome, decide, remove_quiet_hook
-from ._garbage import free_task_group_cycles
 from ._lifecycle import Lifecycle, Phase
 from ._log import logger
 from ._reload import Reloader
@@ -204,16 +196,15 @@ def run(
             escaped.append(exc)
             state.trigger_shutdown(_trigger_for(Outcome.of(exc)))
 
-        outcome = run_on_backend(
-            config.backend,
+        loop_backend = backend_named(config.backend)
+        outcome = loop_backend.run(
             config.backend_options,
             lambda: _supervise(
                 state, lifecycle, watchdog, config, bool(handlers.handled), lambda: main(*args)
             ),
             on_escape,
         )
-        if config.fast_exit and config.backend == "asyncio":
-            freed = free_task_group_cycles()
+        if config.fast_exit and (freed := loop_backend.free_cycles()) is not None:
             logger.info("fast exit: freed the reference cycles of %d cancelled task(s)", freed)
         outcome.adopt(escaped)
         trigger = state.trigger
@@ -255,14 +246,15 @@ async def _supervise(
     `graceful_async.testing` those are the test's own, and a program's plain asyncio
     tasks cannot be told apart from them.
     """
-    watchdog.list_tasks = task_lister(config.backend)
-    state.current_task = task_getter(config.backend)
+    backend = backend_named(config.backend)
+    watchdog.list_tasks = backend.task_lister()
+    state.current_task = backend.current_task_getter()
     if state.requested is None:  # graceful_async.testing makes it before it yields
         state.requested = anyio.Event()
     outcome = Outcome()
     main_scope = anyio.CancelScope()
     reloader = Reloader(state) if config.reload_signal is not None else None
-    relay = _Relay(state, lifecycle, main_scope, config.backend, handled, reloader)
+    relay = _Relay(state, lifecycle, main_scope, handled, reloader)
     # "running" from here on: the relay may apply a trigger (a signal that came during
     # start-up) as soon as it has started, even before main does, and it begins the
     # drain only from a running phase. Cancelling main's scope before main enters it
@@ -293,11 +285,9 @@ async def _supervise(
 
         stray = []
         if sweep:
-            stray = cancel_stray_tasks(
-                config.backend, {current_task_handle(config.backend), relay.task}
-            )
+            stray = backend.cancel_stray_tasks({state.current_task(), relay.task})
             with bounded_scope():
-                await wait_for_tasks(stray)
+                await backend.wait_for_tasks(stray)
         await stop_children(state)
 
         done = f"main's task tree unwound; {len(stray)} stray task(s) cancelled"
@@ -326,7 +316,6 @@ class _Relay:
         state: ShutdownState,
         lifecycle: Lifecycle,
         main_scope: anyio.CancelScope,
-        backend: str,
         handled: bool,
         reloader: Reloader | None = None,
     ) -> None:
@@ -336,7 +325,6 @@ class _Relay:
         self._reloads_seen = 0
         self._handled = handled
         self._main_scope = main_scope
-        self._backend = backend
         self._announced = False
         self._announced_armed = False
         self._applied_escalation = False
@@ -345,7 +333,7 @@ class _Relay:
         self.task: object = None
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:
-        self.task = current_task_handle(self._backend)
+        self.task = self._state.current_task()
         state = self._state
         # Set from the loop, so that it chains onto the wake-up fd trio or uvloop set as
         # their loop started, and is put back before they take theirs down.

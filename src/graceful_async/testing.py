@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from . import _hooks, _reload
-from ._backends import current_backend
+from ._backends import running_backend
 from ._config import make_config
 from ._exit import Outcome, decide
 from ._lifecycle import Lifecycle
@@ -190,7 +190,7 @@ async def run_service(
         TypeError, ValueError: For bad arguments, as `graceful_async.run()` raises them.
         RuntimeError: If another service or `run()` is active.
     """
-    backend = current_backend()
+    backend = running_backend().name
     config = make_config(
         main,
         backend,

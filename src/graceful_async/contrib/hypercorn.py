@@ -6,6 +6,7 @@ Needs the ``hypercorn`` extra: ``pip install graceful-async[hypercorn]``.
 from __future__ import annotations
 
 import copy
+import importlib
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -15,7 +16,7 @@ from hypercorn.config import Config, Sockets
 
 import graceful_async
 
-from .._backends import current_backend
+from .._backends import running_backend
 from .._log import logger
 from ._server import check_running, server_lifetime
 from .asgi import ASGIApp
@@ -76,7 +77,7 @@ async def serve(
     if binds is not None:
         config.bind = binds
     _report_ready_when_listening(config)
-    hypercorn_serve = _serve_function(current_backend())
+    hypercorn_serve = _serve_function(running_backend().name)
 
     failed: list[Exception] = []
     async with server_lifetime(state) as lifetime, anyio.create_task_group() as tg:
@@ -111,13 +112,10 @@ async def serve(
 
 def _serve_function(backend: str) -> Callable[..., Coroutine[Any, Any, None]]:
     # Imported here: hypercorn.trio imports trio, which an asyncio program may not have.
-    if backend == "trio":
-        from hypercorn.trio import serve as serve_trio
-
-        return serve_trio
-    from hypercorn.asyncio import serve as serve_asyncio
-
-    return serve_asyncio
+    # Hypercorn names its modules after the backends.
+    module = importlib.import_module(f"hypercorn.{backend}")
+    serve: Callable[..., Coroutine[Any, Any, None]] = module.serve
+    return serve
 
 
 def _check_bind(bind: object) -> list[str] | None:

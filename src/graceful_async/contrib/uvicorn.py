@@ -15,7 +15,7 @@ import uvicorn
 
 import graceful_async
 
-from .._backends import current_backend
+from .._backends import running_backend
 from ._server import check_running, server_lifetime
 from .asgi import ASGIApp
 
@@ -76,7 +76,7 @@ async def serve(
         if config.app != app:
             raise ValueError(f"config.app must be app, got {config.app!r} and {app!r}")
     state = check_running("uvicorn")
-    if (backend := current_backend()) != "asyncio":
+    if (backend := running_backend().name) != "asyncio":
         raise RuntimeError(
             f"Sorry, Uvicorn runs on asyncio only, and this program runs on {backend}; "
             "use run(..., backend='asyncio') or graceful_async.contrib.hypercorn"
