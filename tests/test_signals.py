@@ -405,3 +405,28 @@ def test_handlers_after_a_caught_exit_give_way_once_the_grace_period_is_over(
         assert signal.getsignal(signal.SIGTERM) is old_term
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_after_a_caught_exit_the_default_action_comes_back(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """SIGTERM's default action is back once the grace period of a caught run() is over."""
+    body = """
+    async def main():
+        graceful_async.request_shutdown("done")
+        await anyio.sleep_forever()
+
+    try:
+        start(main, grace=0.3)
+    except SystemExit:
+        pass
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:  # the grace period, counted from the request
+        time.sleep(0.05)
+    say("READY")
+    time.sleep(30)
+    say("still running")
+    """
+    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    assert result.lines == ["READY"]

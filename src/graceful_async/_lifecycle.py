@@ -59,10 +59,6 @@ class Lifecycle:
     def __init__(self, state: ShutdownState) -> None:
         self._state = state
 
-    @property
-    def phase(self) -> Phase:
-        return self._state.phase
-
     def enter(self, phase: Phase, done: str = "") -> None:
         """Move on to ``phase``, logging how long the phase that ends took (and ``done``).
 

@@ -50,7 +50,7 @@ def handlers_installed(
     ``reload_signal`` to the reload hooks, in the block.
 
     On exit the previous handlers are put back: the very objects that were there before.
-    Unless `InstalledHandlers.keep_ours` was called (or the block raised): then each
+    Unless `InstalledHandlers.keep_ours` was called: then each
     shutdown signal gets an `AfterRun` handler, which absorbs further signals while the
     program ends and gives way to the previous handler if the program carries on.
     """
@@ -100,9 +100,6 @@ def handlers_installed(
         if reload_signal is not None:
             previous[reload_signal] = _unwrapped(signal.signal(reload_signal, reload))
         yield installed
-    except BaseException:
-        installed.keep_ours(state.deadline, state.grace)
-        raise
     finally:
         keep = installed._keep
         after: dict[signal.Signals, AfterRun] = {}
