@@ -22,7 +22,7 @@ from graceful_async._children import ChildProcess
 from graceful_async._shutdown import ShutdownState, Trigger
 from graceful_async._watchdog import Watchdog
 
-from .helpers import WAIT, Backend, Child, write_program
+from .helpers import WAIT, Backend, Child, assert_forced_on_time, write_program
 
 # A child that writes the name of the signal it got to the file named by argv[1], then
 # exits 0; it says when its handler is in place.
@@ -274,6 +274,7 @@ def test_forced_exit_kills_the_child_and_its_group(
     child.send(signal.SIGTERM)
     result = child.finish()
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS, result.stderr
+    assert_forced_on_time(result, 1)
     assert gone(pid)
     assert gone(grandchild)
 

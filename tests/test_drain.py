@@ -17,7 +17,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import WAIT, Backend, Child, run_program, write_program
+from .helpers import WAIT, Backend, Child, assert_forced_on_time, run_program, write_program
 
 
 async def _until_cancelled(order: list[str], note: str) -> None:
@@ -200,6 +200,7 @@ def test_stuck_work_in_flight_is_reported(tmp_path: Path, backend: Backend) -> N
     """
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS
+    assert_forced_on_time(result, 0.5)
     assert "Units of work still in flight: 1" in result.stderr
     assert "phase: running (the event loop never got to start the shutdown" in result.stderr
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from .fault_program import FAULTS, GRACE, MOMENTS, TRIGGERS
-from .helpers import BACKENDS, Backend, Child, Result
+from .helpers import BACKENDS, EXIT_LATENESS, FIRE_LATENESS, Backend, Child, Result, fired_after
 
 PROGRAM = Path(__file__).with_name("fault_program.py")
 SIGNAL_TRIGGERS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
@@ -201,6 +201,12 @@ def test_fault(case: Case) -> None:
     context = f"stdout:\n{output}\nstderr:\n{result.stderr}"
     assert result.returncode == want.status, context
     assert took <= EXIT_BOUND, f"exited {took:.2f} s after the trigger\n{context}"
+    if want.forced:
+        # A forced exit skips the interpreter's teardown: it comes at the deadline, and
+        # the process is gone soon after, under coverage too.
+        assert GRACE <= took <= GRACE + EXIT_LATENESS, f"forced {took:.2f} s in\n{context}"
+        if case.moment != "hooks":  # after main returned the report times from its return
+            assert GRACE <= fired_after(result.stderr) <= GRACE + FIRE_LATENESS, context
     # run()'s own part keeps to the grace period on any machine.
     complete = re.search(r"^LOG shutdown complete in ([\d.]+) s", output, re.MULTILINE)
     if complete:

@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from .helpers import SIGINT_DEATH, Backend, run_program
+from .helpers import SIGINT_DEATH, Backend, assert_forced_on_time, run_program
 
 # After READY nothing is flushed by hand: stdout is a pipe, so these lines only show up
 # if the interpreter still flushes its buffers on the way out.
@@ -176,6 +176,8 @@ def test_second_signal_gives_one_second_then_forces(tmp_path: Path, backend: Bac
     assert "did not finish within 1 s of the second signal" in result.stderr
     assert "'stubborn' at" in result.stderr
     assert time.monotonic() - started < 30  # nowhere near the 60 s grace
+    # 1 s after the second signal, which followed the first at once.
+    assert_forced_on_time(result, 1, reported=False)
 
 
 def test_third_signal_ends_at_once(tmp_path: Path, backend: Backend) -> None:
@@ -193,6 +195,7 @@ def test_third_signal_ends_at_once(tmp_path: Path, backend: Backend) -> None:
     )
     assert result.returncode == 124
     assert "a third signal arrived" in result.stderr
+    assert_forced_on_time(result, 0, reported=False)  # at once, not at the deadline
 
 
 def test_ignored_sigint_stays_ignored(tmp_path: Path, backend: Backend) -> None:

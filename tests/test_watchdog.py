@@ -16,7 +16,17 @@ import pytest
 
 import graceful_async
 
-from .helpers import WAIT, Backend, Child, run_program, write_program
+from .helpers import (
+    EXIT_LATENESS,
+    FIRE_LATENESS,
+    WAIT,
+    Backend,
+    Child,
+    assert_forced_on_time,
+    fired_after,
+    run_program,
+    write_program,
+)
 
 FORCED = graceful_async.FORCED_EXIT_STATUS
 
@@ -40,6 +50,7 @@ def test_blocked_loop_is_ended_at_the_deadline(tmp_path: Path, backend: Backend)
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
     assert time.monotonic() - started < 20  # not the 60 s of the sleep
+    assert_forced_on_time(result, 0.5)
     report = result.stderr
     assert "did not finish within the grace period (0.5 s)" in report
     assert "trigger: SIGTERM" in report
@@ -67,6 +78,7 @@ def test_task_swallowing_cancellation_is_named(tmp_path: Path, backend: Backend)
     """
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
+    assert_forced_on_time(result, 0.5)
     program = tmp_path / "child.py"
     lines = program.read_text().splitlines()
     number = next(n for n, text in enumerate(lines, 1) if text.endswith("# SWALLOWING LINE"))
@@ -109,6 +121,9 @@ def test_signal_the_main_thread_cannot_handle_still_arms_the_deadline(
     assert "a signal arrived 0.5 s ago, but the main thread never ran its handler" in (
         result.stderr
     )
+    # No trigger for the report to time: the deadline ran from the watchdog's sight of
+    # the signal.
+    assert_forced_on_time(result, 0.5, reported=False)
 
 
 def test_the_longest_grace_accepted_still_escalates(tmp_path: Path, backend: Backend) -> None:
@@ -151,6 +166,8 @@ def test_no_grace_at_all_says_so_in_the_report(tmp_path: Path, backend: Backend)
     """
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
+    # The watchdog may fire before the handler has made the trigger the report times.
+    assert_forced_on_time(result, 0, reported=False)
     first = result.stderr.splitlines()[0]
     assert first in (
         "graceful_async: a signal arrived and the grace period is 0 s: ending at once; "
@@ -215,6 +232,7 @@ def test_a_stream_of_other_signals_does_not_hold_off_the_deadline(
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
     assert "shutdown did not finish within the grace period (0.5 s)" in result.stderr
+    assert_forced_on_time(result, 0.5)
 
 
 def test_a_signal_main_took_over_arms_nothing(tmp_path: Path, backend: Backend) -> None:
@@ -260,8 +278,12 @@ def test_a_full_stderr_pipe_does_not_hold_off_the_forced_exit(
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"READY\n"
+        signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(WAIT) == FORCED
+        # The report gives up after 1 s, the flush after 0.25 s: then the exit.
+        took = time.monotonic() - signalled
+        assert 0.5 <= took <= 0.5 + 1.0 + 0.25 + EXIT_LATENESS
     finally:
         proc.kill()
         proc.wait()
@@ -283,6 +305,7 @@ def test_hung_non_daemon_thread_does_not_hold_the_process(tmp_path: Path, backen
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
     assert "the process did not exit within the grace period (0.5 s)" in result.stderr
+    assert_forced_on_time(result, 0.5)
     assert "phase: interpreter exit (joining non-daemon threads" in result.stderr
     assert "Thread 'hung-worker' (non-daemon" in result.stderr
 
@@ -301,6 +324,7 @@ def test_hung_atexit_handler_does_not_hold_the_process(tmp_path: Path, backend: 
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
     assert "phase: interpreter exit" in result.stderr
+    assert_forced_on_time(result, 0.5)
 
 
 def test_idle_executor_threads_do_not_delay_the_exit(tmp_path: Path, backend: Backend) -> None:
@@ -354,6 +378,7 @@ def test_blocking_hook_is_named(tmp_path: Path, backend: Backend) -> None:
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
     assert "phase: hooks" in result.stderr
+    assert_forced_on_time(result, 0.5)
     assert "Shutdown hooks still running (1):\n  flush-to-slow-disk (running for" in result.stderr
 
 
@@ -489,9 +514,13 @@ def test_dump_signal_reports_a_blocked_loop(tmp_path: Path, backend: Backend) ->
     child.wait_for("READY")
     child.send(signal.SIGUSR1)
     time.sleep(1.0)  # not a measurement: lets the report out before the shutdown's
+    signalled = time.monotonic()
     child.send(signal.SIGTERM)
     result = child.finish()
+    took = time.monotonic() - signalled
     assert result.returncode == FORCED
+    assert 0.5 <= fired_after(result.stderr) <= 0.5 + FIRE_LATENESS, result.stderr
+    assert 0.5 <= took <= 0.5 + EXIT_LATENESS, result.stderr
     live, _, final = result.stderr.partition("forcing exit with status")
     assert live.startswith("graceful_async: report on request\n")
     # Where the loop is stuck: in main, most often in time.sleep(); the report may also
