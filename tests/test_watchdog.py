@@ -382,6 +382,44 @@ def test_blocking_hook_is_named(tmp_path: Path, backend: Backend) -> None:
     assert "Shutdown hooks still running (1):\n  flush-to-slow-disk (running for" in result.stderr
 
 
+@pytest.mark.parametrize("stuck", ["loop", "atexit"])
+def test_buffered_output_is_flushed_at_a_forced_exit(
+    tmp_path: Path, backend: Backend, stuck: str
+) -> None:
+    """A print() still in stdout's buffer reaches the pipe when the exit is forced (124)."""
+    # Stuck in the loop, the watchdog forces the exit; stuck in an atexit handler, the
+    # exit guard does. (What main printed, CPython flushes itself as the script ends,
+    # before the atexit handlers: a print() there is what the guard must flush.)
+    body = """
+    # A pipe, and no PYTHONUNBUFFERED: print() leaves its line in the buffer.
+    assert not sys.stdout.line_buffering and not sys.stdout.write_through
+
+    def last_words_then_hang():
+        print("last words")
+        time.sleep(600)
+
+    async def main():
+        say("READY")
+        try:
+            await anyio.sleep_forever()
+        finally:
+            if sys.argv[1] == "loop":
+                last_words_then_hang()
+
+    if sys.argv[1] == "atexit":
+        atexit.register(last_words_then_hang)
+    start(main, grace=0.5)
+    """
+    env = backend.env()
+    env.pop("PYTHONUNBUFFERED", None)
+    child = Child([sys.executable, str(write_program(tmp_path, body)), stuck], env)
+    child.wait_for("READY")
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    assert_forced_on_time(result, 0.5)
+    assert result.lines == ["READY", "last words"]
+
+
 def test_idle_watchdog_does_not_poll(backend: Backend) -> None:
     """Before any trigger the watchdog waits in epoll with no timeout: zero wake-ups."""
     seen: list[object] = []
