@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import threading
+import types
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -463,6 +466,49 @@ def test_drain_on_another_threads_loop_is_a_pass_through(backend: Backend) -> No
         return await anyio.to_thread.run_sync(other_loop)
 
     assert backend.run(main) == [0, 1, 2]
+
+
+def test_a_shutdown_just_before_the_wait_for_an_item_hands_out_none(backend: Backend) -> None:
+    """A shutdown that begins between drain()'s two looks at it takes no further item."""
+    # drain() looks for a shutdown as it is asked for an item, and again once it has
+    # registered its wait for one (_wait_for_item). A signal handler or another thread
+    # may start the shutdown in between; a tracer does it right there, at the call of
+    # _wait_for_item. The source has its next item ready without awaiting anything, so
+    # only that second look keeps it from being handed out after the drain began.
+    produced: list[int] = []
+    handled: list[int] = []
+    requested: list[bool] = []
+    previous = sys.gettrace()  # coverage's tracer, when measuring
+
+    async def jobs() -> AsyncGenerator[int]:
+        for job in range(3):
+            produced.append(job)
+            yield job
+
+    def tracer(frame: types.FrameType, event: str, arg: Any) -> Any:
+        if event != "call" or frame.f_code.co_name != "_wait_for_item" or requested:
+            return None
+        requested.append(True)
+        sys.settrace(previous)
+        graceful_async.request_shutdown("between bytecodes")
+        # Coverage's tracer (a CTracer) takes this frame over, and the thread with it.
+        return None if previous is None else previous(frame, "call", arg)
+
+    async def main() -> None:
+        try:
+            async with aclosing(graceful_async.drain(jobs())) as items:
+                async for job in items:
+                    handled.append(job)
+                    sys.settrace(tracer)  # for the wait for the next item
+        finally:
+            sys.settrace(previous)
+
+    with pytest.raises(SystemExit) as info:
+        backend.run(main)
+    assert info.value.code == 0
+    assert requested == [True]
+    assert handled == [0]
+    assert produced == [0]  # the next item stayed in the source
 
 
 def test_loop_ends_normally_when_drain_is_zero(backend: Backend) -> None:
