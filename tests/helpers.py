@@ -13,7 +13,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
+
+import pytest
 
 import graceful_async
 
@@ -89,6 +91,16 @@ def say(line):
 def start(main, *args, **kwargs):
     return graceful_async.run(main, *args, backend=BACKEND, backend_options=OPTIONS, **kwargs)
 """
+
+
+def tool_missing(reason: str) -> NoReturn:
+    """Skip the test for ``reason``, what it needs and cannot have here.
+
+    On CI (``CI`` set) fail it instead: a skip there goes unseen, and the test with it.
+    """
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; on CI (CI is set) that fails the test", pytrace=False)
+    pytest.skip(reason)
 
 
 def write_program(tmp_path: Path, body: str, name: str = "child.py") -> Path:
