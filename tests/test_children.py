@@ -19,7 +19,7 @@ import pytest
 
 import graceful_async
 from graceful_async._children import ChildProcess
-from graceful_async._shutdown import ShutdownState, Trigger
+from graceful_async._shutdown import ShutdownState, Trigger, current_state
 from graceful_async._watchdog import Watchdog
 
 from .helpers import WAIT, Backend, Child, assert_forced_on_time, write_program
@@ -159,6 +159,14 @@ def test_what_an_ended_child_left_in_its_group_is_killed(tmp_path: Path, backend
     assert gone(grandchild)
 
 
+def wait_until_the_children_are_stopped() -> None:
+    """In a thread: wait until the running service has begun to stop its children."""
+    deadline = time.monotonic() + WAIT
+    while not ((state := current_state()) and state.children_closed):
+        assert time.monotonic() < deadline, "the children were never stopped"
+        time.sleep(0.01)
+
+
 def test_a_child_cannot_start_once_the_children_are_stopped(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -170,7 +178,7 @@ def test_a_child_cannot_start_once_the_children_are_stopped(
 
     def late_start() -> None:
         running.set()
-        time.sleep(0.5)  # the service is waiting for its stubborn child by now
+        wait_until_the_children_are_stopped()  # and the service waits for its stubborn one
         try:
             anyio.from_thread.run_sync(graceful_async.start_child, ["sleep", "1000"])
         except RuntimeError as exc:
@@ -201,7 +209,7 @@ def test_killed_children_are_reaped_after_a_second_signal(backend: Backend, tmp_
     output = tmp_path / "child.out"
 
     def second_signal() -> None:
-        time.sleep(0.5)
+        wait_until_the_children_are_stopped()
         os.kill(os.getpid(), signal.SIGTERM)
 
     async def main() -> None:

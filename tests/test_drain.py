@@ -39,27 +39,28 @@ def test_in_flight_work_finishes_before_the_tree_is_cancelled(
 ) -> None:
     """SIGTERM: the job in flight finishes while its sibling still runs; then the cancel."""
     body = """
-    async def job(started):
+    async def job(started, seen):
         async with graceful_async.in_flight():
             started.set()
-            await anyio.sleep(0.5)
+            await seen.wait()  # in flight until the sibling has run during the drain
             print("job finished", graceful_async.shutdown_requested())
 
-    async def sibling():
+    async def sibling(seen):
         try:
             while True:
                 await anyio.sleep(0.05)
                 if graceful_async.shutdown_requested():
                     print("sibling still running during the drain")
+                    seen.set()
                     await anyio.sleep_forever()
         finally:
             print("sibling cancelled")
 
     async def main():
-        started = anyio.Event()
+        started, seen = anyio.Event(), anyio.Event()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(job, started)
-            tg.start_soon(sibling)
+            tg.start_soon(job, started, seen)
+            tg.start_soon(sibling, seen)
             await started.wait()
             say("READY")
 

@@ -132,7 +132,7 @@ def test_second_signal_cuts_the_pre_drain_delay_short(tmp_path: Path, backend: B
     child = Child.start(program, backend)
     child.wait_for("READY")
     child.send(signal.SIGTERM)
-    time.sleep(0.3)  # not a measurement: only gives the first signal a head start
+    child.wait_for_stderr("pre-drain delay")  # the first signal has begun the delay
     child.send(signal.SIGTERM)
     result = child.finish(timeout=WAIT)  # far less than the 45 s delay
     assert result.returncode == 128 + signal.SIGTERM

@@ -231,8 +231,10 @@ def test_ignored_sigint_stays_ignored(tmp_path: Path, backend: Backend) -> None:
 def test_non_daemon_threads_finish_before_the_exit(tmp_path: Path, backend: Backend) -> None:
     """A non-daemon thread still finishes its work after run(), and the status holds."""
     body = """
+    run_ended = threading.Event()
+
     def worker():
-        time.sleep(0.3)
+        run_ended.wait()  # so it is still at work when run() ends
         say("thread finished")
 
     async def main():
@@ -240,7 +242,10 @@ def test_non_daemon_threads_finish_before_the_exit(tmp_path: Path, backend: Back
         say("READY")
         await anyio.sleep_forever()
 
-    start(main)
+    try:
+        start(main)
+    finally:
+        run_ended.set()
     """
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == 143

@@ -219,12 +219,14 @@ async def test_a_shutdown_that_overruns_the_grace_is_reported_as_forced() -> Non
 async def test_a_second_signal_cuts_cleanup_short() -> None:
     """Two signals: cleanup scopes are cancelled and the service still ends with 143."""
     cut: list[bool] = []
+    cleaning = anyio.Event()
 
     async def main() -> None:
         try:
             await anyio.sleep_forever()
         finally:
             with graceful_async.cleanup_scope() as scope:
+                cleaning.set()
                 await anyio.sleep(30)
             cut.append(scope.cancelled_caught)
 
@@ -232,7 +234,7 @@ async def test_a_second_signal_cuts_cleanup_short() -> None:
         async with run_service(main, grace=60) as service:
             await service.wait_ready()
             service.send_signal(signal.SIGTERM)
-            await anyio.sleep(0.1)
+            await cleaning.wait()
             service.send_signal(signal.SIGTERM)
     assert cut == [True]
     assert service.result.exit_status == 143

@@ -104,14 +104,18 @@ def test_signal_the_main_thread_cannot_handle_still_arms_the_deadline(
     kernel hands it to a helper thread, and then sleeps in sync code.
     """
     body = """
+    blocked = threading.Event()
+
     def helper():
-        time.sleep(0.2)  # by then the main thread sleeps below
+        blocked.wait()
         say("READY")
         time.sleep(60)
 
     async def main():
         threading.Thread(target=helper, daemon=True).start()
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        # The helper needs the GIL to go on, and gets it as the main thread sleeps.
+        blocked.set()
         time.sleep(600)
 
     start(main, grace=0.5)
@@ -357,7 +361,10 @@ def test_exit_guard_retires_when_the_exit_is_caught(tmp_path: Path, backend: Bac
         start(main, grace=0.2)
     except SystemExit as exc:
         say(f"caught {exc.code}")
-    time.sleep(0.6)  # well past the deadline
+    # At the deadline the guard sees the main thread alive, and ends without firing.
+    for thread in threading.enumerate():
+        if thread.name == "graceful_async exit watchdog":
+            thread.join()
     say("still alive")
     """
     result = run_program(tmp_path, body, backend)
@@ -551,7 +558,9 @@ def test_dump_signal_reports_a_blocked_loop(tmp_path: Path, backend: Backend) ->
     child = Child.start(write_program(tmp_path, body), backend)
     child.wait_for("READY")
     child.send(signal.SIGUSR1)
-    time.sleep(1.0)  # not a measurement: lets the report out before the shutdown's
+    # The report is built before its first line is written, and the watchdog writes it
+    # whole before it looks at the deadline: the shutdown's report can only follow it.
+    child.wait_for_stderr("graceful_async: report on request")
     signalled = time.monotonic()
     child.send(signal.SIGTERM)
     result = child.finish()
