@@ -422,8 +422,9 @@ def test_hypercorn_leaves_the_given_config_alone(backend: Backend) -> None:
             await wait_ready()
             graceful_async.request_shutdown()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exited:
         backend.run(main, ready_on_start=False)
+    assert exited.value.code == 0
     assert config.graceful_timeout == 7.0
     assert "create_sockets" not in vars(config)
 

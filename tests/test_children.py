@@ -196,8 +196,9 @@ def test_a_child_cannot_start_once_the_children_are_stopped(
                     await anyio.sleep(0.01)
             graceful_async.request_shutdown()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc_info:
         backend.run(main, grace=10, drain=3)
+    assert exc_info.value.code == 0
     assert tried.wait(WAIT)
     assert len(refused) == 1
     assert "after the service's children were stopped" in refused[0]
@@ -241,8 +242,9 @@ def test_an_ignored_stop_signal_is_not_handed_on(backend: Backend) -> None:
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as exc_info:
             backend.run(main, grace=10, drain=5)
+        assert exc_info.value.code == 0
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # ours stays ignored
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -351,8 +353,9 @@ def test_stubborn_child_is_killed_and_reaped_before_the_hooks(
         graceful_async.request_shutdown("test")
         await anyio.sleep_forever()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc_info:
         backend.run(main, grace=WAIT, drain=0.2)
+    assert exc_info.value.code == 0
     assert seen_by_hook == [-signal.SIGKILL]
     assert "killing 1 child process(es) still running" in logs.text
 
@@ -367,8 +370,9 @@ def test_a_child_started_during_the_shutdown_is_stopped_too(backend: Backend) ->
             await graceful_async.wait_shutdown_requested()
             children.append(graceful_async.start_child(["sleep", "60"]))
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc_info:
         backend.run(main, grace=WAIT)
+    assert exc_info.value.code == 0
     assert children[0].returncode == -signal.SIGTERM
 
 

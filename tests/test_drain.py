@@ -87,8 +87,9 @@ def test_nothing_in_flight_means_no_drain_wait(backend: Backend) -> None:
         finally:
             cancelled_at.append(anyio.current_time() - requested_at)
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=120, drain=60)
+    assert info.value.code == 0
     # Far below the 60 s budget: this bounds a hang, it does not measure.
     assert cancelled_at[0] < WAIT
 
@@ -110,8 +111,9 @@ def test_drain_ends_when_the_last_unit_is_done(backend: Backend) -> None:
             graceful_async.request_shutdown()
             await _until_cancelled(order, "main cancelled")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=120, drain=60)
+    assert info.value.code == 0
     assert order == ["short done", "long done", "main cancelled"]
 
 
@@ -135,8 +137,9 @@ def test_drain_deadline_cuts_overrunning_work(
             await anyio.lowlevel.checkpoint()
             graceful_async.request_shutdown()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=0.2)
+    assert info.value.code == 0
     assert order == ["stuck finally", "stuck finally"]
     assert "drain time is up: cancelling 2 unit(s) of work in flight" in logs.messages
     assert any("draining phase took" in m and "2 unit(s)" in m for m in logs.messages)
@@ -155,8 +158,9 @@ def test_drain_zero_cancels_at_once(backend: Backend) -> None:
             finally:
                 order.append("cancelled")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, drain=0)
+    assert info.value.code == 0
     assert order == ["cancelled"]
 
 
@@ -231,8 +235,9 @@ def test_in_flight_counts_in_threads(backend: Backend) -> None:
             release.set()
             await _until_cancelled(order, "main cancelled")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=120, drain=60)
+    assert info.value.code == 0
     assert order == ["still draining", "thread job done", "main cancelled"]
 
 
@@ -285,8 +290,9 @@ def test_drain_takes_nothing_once_shutdown_begins(backend: Backend) -> None:
                 except anyio.WouldBlock:
                     break
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=20)
+    assert info.value.code == 0
     assert handled == [0, 1]
     assert left == [2, 3, 4]
 
@@ -305,8 +311,9 @@ def test_drain_stops_a_loop_waiting_for_its_next_item(backend: Backend) -> None:
                 order.append("loop ended")
                 assert graceful_async.shutdown_requested()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=20)
+    assert info.value.code == 0
     assert order == ["loop ended"]
 
 
@@ -333,8 +340,9 @@ def test_drain_over_an_async_iterable(backend: Backend) -> None:
                 await anyio.sleep(0.01)
                 handled.append(item)
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=20)
+    assert info.value.code == 0
     assert handled == [0, 1, 2]
 
 
@@ -387,8 +395,9 @@ def test_breaking_out_releases_the_item(backend: Backend) -> None:
             graceful_async.request_shutdown()
             await _until_cancelled(order, "cancelled")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=120, drain=60)
+    assert info.value.code == 0
     assert order == ["cancelled"]
 
 
@@ -414,8 +423,9 @@ def test_one_drain_shared_by_several_tasks(backend: Backend) -> None:
                 for seconds in (0.05, 0.1, 0.15):
                     tg.start_soon(consumer, seconds)
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=20)
+    assert info.value.code == 0
     assert sorted(finished) == [0, 1, 2]
 
 
@@ -438,8 +448,9 @@ def test_aclose_releases_the_item_and_closes_the_source(backend: Backend) -> Non
         graceful_async.request_shutdown()
         await _until_cancelled(order, "cancelled")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=120, drain=60)
+    assert info.value.code == 0
     assert order == ["loop left", "generator closed", "cancelled"]
 
 
@@ -528,8 +539,9 @@ def test_loop_ends_normally_when_drain_is_zero(backend: Backend) -> None:
             order.append("loop ended normally")
             await anyio.sleep_forever()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, drain=0)
+    assert info.value.code == 0
     assert order == ["item 0", "loop ended normally"]
 
 
@@ -711,8 +723,9 @@ def test_wait_shutdown_requested_wakes_at_the_start_of_the_drain(backend: Backen
                 await anyio.sleep(0.05)
                 order.append("job done")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=20)
+    assert info.value.code == 0
     assert order == ["waiter woke: shutdown requested (deploy)", "job done"]
 
 
@@ -725,8 +738,9 @@ def test_wait_after_the_shutdown_began_returns_at_once(backend: Backend) -> None
             await graceful_async.wait_shutdown_requested()
         return "returned"
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main)
+    assert info.value.code == 0
 
 
 def test_wait_needs_run() -> None:
@@ -748,8 +762,9 @@ def test_reason_and_time_left(backend: Backend) -> None:
         graceful_async.request_shutdown("maintenance")
         seen.extend([graceful_async.shutdown_reason(), graceful_async.time_left()])
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30)
+    assert info.value.code == 0
     assert seen[:2] == [None, math.inf]
     assert seen[2] == "shutdown requested (maintenance)"
     assert isinstance(seen[3], float)
@@ -774,8 +789,9 @@ def test_inspection_from_another_thread(backend: Backend) -> None:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(look)
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30)
+    assert info.value.code == 0
     assert seen == [True, "shutdown requested", True]
 
 

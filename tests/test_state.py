@@ -184,8 +184,11 @@ def test_cleanup_scope_after_escalation_is_cancelled_at_once(backend: Backend) -
                 await anyio.sleep(30)
             seen.append(scope.cancelled_caught)
 
-    with pytest.raises((SystemExit, KeyboardInterrupt)):
+    with pytest.raises((SystemExit, KeyboardInterrupt)) as info:
         backend.run(main, grace=30)
+    # The handlers may see either signal first: SIGTERM exits 143, SIGINT re-raises.
+    if isinstance(info.value, SystemExit):
+        assert info.value.code == 143
     assert seen == [True]
 
 
