@@ -26,12 +26,12 @@ WAIT = 30.0
 # enough that a watchdog 1.5 s late fails.
 #
 # How late the watchdog may fire after its deadline, by its own clock: the stuck report's
-# "time since shutdown began". Measured on two busy cores: 10 ms at most, also under
+# "time since shutdown began". Measured on two busy cores: 30 ms at most, also under
 # coverage.
 FIRE_LATENESS = 0.3
 # How long a forced process may take to end after its deadline, by the test's clock from
 # the first signal: the handler, the watchdog's wake-up, the report, the flush and
-# os._exit(). Measured on two busy cores: 0.1 s at most, 0.3 s under coverage.
+# os._exit(). Measured on two busy cores: 0.12 s at most, 0.31 s under coverage.
 EXIT_LATENESS = 1.0
 
 # A test run under systemd must not talk to the real service manager.
@@ -127,6 +127,17 @@ def fired_after(report: str) -> float:
     return float(found[1])
 
 
+def assert_fired_on_time(report: str, grace: float) -> None:
+    """Assert that the stuck report puts the forced exit ``grace`` seconds after the trigger.
+
+    Give or take FIRE_LATENESS: the report counts from the trigger, which the signal
+    handler makes, and the watchdog may have seen the signal, and begun its own count, a
+    little before the handler ran. That the exit came no earlier than the deadline is
+    for the test's clock to say, from the moment it sent the signal.
+    """
+    assert grace - FIRE_LATENESS <= fired_after(report) <= grace + FIRE_LATENESS, report
+
+
 def assert_forced_on_time(result: Result, grace: float, *, reported: bool = True) -> None:
     """Assert a forced exit (124) that came ``grace`` seconds after the first signal.
 
@@ -136,7 +147,7 @@ def assert_forced_on_time(result: Result, grace: float, *, reported: bool = True
     """
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS, result.stderr
     if reported:
-        assert grace <= fired_after(result.stderr) <= grace + FIRE_LATENESS, result.stderr
+        assert_fired_on_time(result.stderr, grace)
     assert result.took is not None, "no signal was sent"
     assert grace <= result.took <= grace + EXIT_LATENESS, (
         f"forced {result.took:.2f} s after the signal\n{result.stderr}"
