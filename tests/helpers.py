@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -12,12 +13,26 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
+
+import pytest
 
 import graceful_async
 
 # Generous: these bound hangs, they never measure.
 WAIT = 30.0
+
+# These two do measure. Each is wide enough for a busy machine under coverage, and narrow
+# enough that a watchdog 1.5 s late fails.
+#
+# How late the watchdog may fire after its deadline, by its own clock: the stuck report's
+# "time since shutdown began". Measured on two busy cores: 30 ms at most, also under
+# coverage.
+FIRE_LATENESS = 0.3
+# How long a forced process may take to end after its deadline, by the test's clock from
+# the first signal: the handler, the watchdog's wake-up, the report, the flush and
+# os._exit(). Measured on two busy cores: 0.12 s at most, 0.31 s under coverage.
+EXIT_LATENESS = 1.0
 
 # A test run under systemd must not talk to the real service manager.
 SYSTEMD_VARIABLES = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"})
@@ -78,6 +93,16 @@ def start(main, *args, **kwargs):
 """
 
 
+def tool_missing(reason: str) -> NoReturn:
+    """Skip the test for ``reason``, what it needs and cannot have here.
+
+    On CI (``CI`` set) fail it instead: a skip there goes unseen, and the test with it.
+    """
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; on CI (CI is set) that fails the test", pytrace=False)
+    pytest.skip(reason)
+
+
 def write_program(tmp_path: Path, body: str, name: str = "child.py") -> Path:
     path = tmp_path / name
     path.write_text(PRELUDE + textwrap.dedent(body))
@@ -90,10 +115,54 @@ class Result:
     stdout: str
     stderr: str
     lines: list[str]
+    #: Seconds from the first signal the test sent until the child ended (None: no signal).
+    took: float | None = None
+
+
+def fired_after(report: str) -> float:
+    """The seconds from the trigger to the forced exit, as the stuck report gives them."""
+    forced = report.partition("forcing exit with status")[2]
+    found = re.search(r"time since shutdown began: ([\d.]+) s", forced)
+    assert found is not None, report
+    return float(found[1])
+
+
+def assert_fired_on_time(report: str, grace: float) -> None:
+    """Assert that the stuck report puts the forced exit ``grace`` seconds after the trigger.
+
+    Give or take FIRE_LATENESS: the report counts from the trigger, which the signal
+    handler makes, and the watchdog may have seen the signal, and begun its own count, a
+    little before the handler ran. That the exit came no earlier than the deadline is
+    for the test's clock to say, from the moment it sent the signal.
+    """
+    assert grace - FIRE_LATENESS <= fired_after(report) <= grace + FIRE_LATENESS, report
+
+
+def assert_forced_on_time(
+    result: Result,
+    grace: float,
+    *,
+    reported: bool = True,
+    status: int = graceful_async.FORCED_EXIT_STATUS,
+) -> None:
+    """Assert a forced exit (124) that came ``grace`` seconds after the first signal.
+
+    By the test's clock the process ended within EXIT_LATENESS of that; with ``reported``
+    (the deadline ran from the trigger, which the report times) the watchdog also says
+    it fired within FIRE_LATENESS of its deadline. ``status`` is the returncode: a forced
+    end of the interpreter's exit keeps the status run() decided.
+    """
+    assert result.returncode == status, result.stderr
+    if reported:
+        assert_fired_on_time(result.stderr, grace)
+    assert result.took is not None, "no signal was sent"
+    assert grace <= result.took <= grace + EXIT_LATENESS, (
+        f"forced {result.took:.2f} s after the signal\n{result.stderr}"
+    )
 
 
 class Child:
-    """A child Python program whose stdout lines the test can wait for."""
+    """A child Python program whose stdout and stderr lines the test can wait for."""
 
     def __init__(self, argv: list[str], env: dict[str, str], **popen: Any) -> None:
         self.proc = subprocess.Popen(
@@ -106,14 +175,17 @@ class Child:
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.lines: list[str] = []
+        # Every stderr line as it comes (the reader appends, wait_for_stderr() reads).
         self._stderr: list[str] = []
+        self._stderr_changed = threading.Condition()
+        self._stderr_ended = False
+        self._stderr_seen = 0  # how many lines wait_for_stderr() has looked at
+        self.signalled_at: float | None = None
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
         self._readers = [
             threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True),
-            threading.Thread(
-                target=self._collect, args=(self.proc.stderr, self._stderr), daemon=True
-            ),
+            threading.Thread(target=self._collect, args=(self.proc.stderr,), daemon=True),
         ]
         for reader in self._readers:
             reader.start()
@@ -127,9 +199,14 @@ class Child:
             self._lines.put(line.rstrip("\n"))
         self._lines.put(None)
 
-    @staticmethod
-    def _collect(stream: IO[str], into: list[str]) -> None:
-        into.append(stream.read())
+    def _collect(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._stderr_changed:
+                self._stderr.append(line)
+                self._stderr_changed.notify_all()
+        with self._stderr_changed:
+            self._stderr_ended = True
+            self._stderr_changed.notify_all()
 
     def wait_for(self, expected: str, timeout: float = WAIT, *, partial: bool = False) -> None:
         """Read stdout until the line ``expected`` (or one containing it) arrives."""
@@ -148,7 +225,32 @@ class Child:
             if line == expected or (partial and expected in line):
                 return
 
+    def wait_for_stderr(self, expected: str, timeout: float = WAIT) -> str:
+        """Read stderr until a line containing ``expected`` arrives; return that line.
+
+        The lines stay in the result's ``stderr``; a later call looks only at later lines.
+        """
+        deadline = time.monotonic() + timeout
+        with self._stderr_changed:
+            while True:
+                while self._stderr_seen < len(self._stderr):
+                    line = self._stderr[self._stderr_seen]
+                    self._stderr_seen += 1
+                    if expected in line:
+                        return line
+                left = deadline - time.monotonic()
+                if self._stderr_ended or left <= 0:
+                    break
+                self._stderr_changed.wait(left)
+        if self._stderr_ended:
+            result = self.finish()
+            raise AssertionError(f"child ended before {expected!r} on stderr: {result}")
+        self.kill()
+        raise AssertionError(f"no {expected!r} on stderr within {timeout} s")
+
     def send(self, sig: int) -> None:
+        if self.signalled_at is None:
+            self.signalled_at = time.monotonic()
         os.kill(self.proc.pid, sig)
 
     def kill(self) -> None:
@@ -164,6 +266,7 @@ class Child:
     def finish(self, timeout: float = WAIT) -> Result:
         try:
             self.proc.wait(timeout)
+            ended_at = time.monotonic()
         except subprocess.TimeoutExpired:
             self.kill()
             stderr = "".join(self._stderr)
@@ -180,8 +283,13 @@ class Child:
             if line is None:
                 break
             self.lines.append(line)
+        took = None if self.signalled_at is None else ended_at - self.signalled_at
         return Result(
-            self.proc.returncode, "\n".join(self.lines), "".join(self._stderr), self.lines
+            self.proc.returncode,
+            "\n".join(self.lines),
+            "".join(self._stderr),
+            self.lines,
+            took,
         )
 
 

@@ -320,6 +320,11 @@ def test_serve_needs_run(server: str) -> None:
 
 
 async def wait_ready() -> None:
+    """Wait until the server listens; only with run(..., ready_on_start=False).
+
+    Otherwise the service is ready as main starts, and a signal meets a server that is
+    still starting up.
+    """
     with anyio.fail_after(WAIT):
         while not graceful_async.is_ready():  # noqa: ASYNC110 (there is no event to wait on)
             await anyio.sleep(0.01)
@@ -352,13 +357,8 @@ def test_a_stuck_server_shutdown_is_cut_at_the_grace_deadline(
             await wait_ready()
             graceful_async.request_shutdown(exit_code=3)
 
-    # The drain leaves the server time to reach its own stop. Hypercorn reports ready
-    # from inside its start-up, which can then keep the loop busy: with drain=0.2 the
-    # loop saw the request only after the drain deadline in about half the runs on a
-    # loaded machine, and the server was cut off as plain work in flight, before its
-    # shutdown began.
     with pytest.raises(SystemExit) as exited:
-        ASYNCIO.run(main, grace=3, drain=1.5)
+        ASYNCIO.run(main, grace=1, drain=0.2, ready_on_start=False)
     assert exited.value.code == 3
     assert hooks == ["hook ran"]
     assert "the server's shutdown was cut off" in logs.text
@@ -422,13 +422,16 @@ def test_hypercorn_leaves_the_given_config_alone(backend: Backend) -> None:
             await wait_ready()
             graceful_async.request_shutdown()
 
-    with pytest.raises(SystemExit):
-        backend.run(main)
+    with pytest.raises(SystemExit) as exited:
+        backend.run(main, ready_on_start=False)
+    assert exited.value.code == 0
     assert config.graceful_timeout == 7.0
     assert "create_sockets" not in vars(config)
 
 
-def test_a_second_signal_in_the_pre_drain_delay_stops_the_server_at_once() -> None:
+def test_a_second_signal_in_the_pre_drain_delay_stops_the_server_at_once(
+    logs: pytest.LogCaptureFixture,
+) -> None:
     """A second signal ends the delay and stops the server at once, listener closed."""
     stopping: list[float] = []
 
@@ -437,11 +440,14 @@ def test_a_second_signal_in_the_pre_drain_delay_stops_the_server_at_once() -> No
             tg.start_soon(partial(uvicorn.serve, stuck_on_shutdown, port=0, log_level="error"))
             await wait_ready()
             os.kill(os.getpid(), signal.SIGTERM)
-            await anyio.sleep(0.1)
+            with anyio.fail_after(WAIT):
+                while "still serving for the pre-drain delay" not in logs.text:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            await anyio.sleep(float(os.environ.get("EXTRA", "0")))
             stopping.append(time.monotonic())
             os.kill(os.getpid(), signal.SIGTERM)
 
     with pytest.raises(SystemExit) as exited:
-        ASYNCIO.run(main, grace=WAIT, drain=5, pre_drain_delay=10)
+        ASYNCIO.run(main, grace=WAIT, drain=5, pre_drain_delay=10, ready_on_start=False)
     assert exited.value.code == 143
     assert time.monotonic() - stopping[0] < WAIT / 2  # not held up by the delay or the drain

@@ -19,10 +19,10 @@ import pytest
 
 import graceful_async
 from graceful_async._children import ChildProcess
-from graceful_async._shutdown import ShutdownState, Trigger
+from graceful_async._shutdown import ShutdownState, Trigger, current_state
 from graceful_async._watchdog import Watchdog
 
-from .helpers import WAIT, Backend, Child, write_program
+from .helpers import WAIT, Backend, Child, assert_forced_on_time, write_program
 
 # A child that writes the name of the signal it got to the file named by argv[1], then
 # exits 0; it says when its handler is in place.
@@ -159,6 +159,14 @@ def test_what_an_ended_child_left_in_its_group_is_killed(tmp_path: Path, backend
     assert gone(grandchild)
 
 
+def wait_until_the_children_are_stopped() -> None:
+    """In a thread: wait until the running service has begun to stop its children."""
+    deadline = time.monotonic() + WAIT
+    while not ((state := current_state()) and state.children_closed):
+        assert time.monotonic() < deadline, "the children were never stopped"
+        time.sleep(0.01)
+
+
 def test_a_child_cannot_start_once_the_children_are_stopped(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -170,7 +178,7 @@ def test_a_child_cannot_start_once_the_children_are_stopped(
 
     def late_start() -> None:
         running.set()
-        time.sleep(0.5)  # the service is waiting for its stubborn child by now
+        wait_until_the_children_are_stopped()  # and the service waits for its stubborn one
         try:
             anyio.from_thread.run_sync(graceful_async.start_child, ["sleep", "1000"])
         except RuntimeError as exc:
@@ -188,8 +196,9 @@ def test_a_child_cannot_start_once_the_children_are_stopped(
                     await anyio.sleep(0.01)
             graceful_async.request_shutdown()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc_info:
         backend.run(main, grace=10, drain=3)
+    assert exc_info.value.code == 0
     assert tried.wait(WAIT)
     assert len(refused) == 1
     assert "after the service's children were stopped" in refused[0]
@@ -201,7 +210,7 @@ def test_killed_children_are_reaped_after_a_second_signal(backend: Backend, tmp_
     output = tmp_path / "child.out"
 
     def second_signal() -> None:
-        time.sleep(0.5)
+        wait_until_the_children_are_stopped()
         os.kill(os.getpid(), signal.SIGTERM)
 
     async def main() -> None:
@@ -233,8 +242,9 @@ def test_an_ignored_stop_signal_is_not_handed_on(backend: Backend) -> None:
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as exc_info:
             backend.run(main, grace=10, drain=5)
+        assert exc_info.value.code == 0
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # ours stays ignored
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -274,6 +284,7 @@ def test_forced_exit_kills_the_child_and_its_group(
     child.send(signal.SIGTERM)
     result = child.finish()
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS, result.stderr
+    assert_forced_on_time(result, 1)
     assert gone(pid)
     assert gone(grandchild)
 
@@ -342,8 +353,9 @@ def test_stubborn_child_is_killed_and_reaped_before_the_hooks(
         graceful_async.request_shutdown("test")
         await anyio.sleep_forever()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc_info:
         backend.run(main, grace=WAIT, drain=0.2)
+    assert exc_info.value.code == 0
     assert seen_by_hook == [-signal.SIGKILL]
     assert "killing 1 child process(es) still running" in logs.text
 
@@ -358,8 +370,9 @@ def test_a_child_started_during_the_shutdown_is_stopped_too(backend: Backend) ->
             await graceful_async.wait_shutdown_requested()
             children.append(graceful_async.start_child(["sleep", "60"]))
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc_info:
         backend.run(main, grace=WAIT)
+    assert exc_info.value.code == 0
     assert children[0].returncode == -signal.SIGTERM
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ async def main():
 async def slow_job():
     async with graceful_async.in_flight():
         print("READY", flush=True)
+        await graceful_async.wait_shutdown_requested()  # the job is in flight at the signal
         await anyio.sleep(0.3)
         print("job finished", flush=True)
 
@@ -249,7 +249,7 @@ def test_reload_and_dump_signals_from_flag_and_environment(
     child.send(signal.SIGHUP)
     child.wait_for("reloaded")
     child.send(signal.SIGUSR1)
-    time.sleep(1.0)  # not a measurement: the watchdog thread writes the report meanwhile
+    child.wait_for_stderr("report on request")
     child.send(signal.SIGTERM)
     result = child.finish()
     assert result.returncode == 128 + signal.SIGTERM

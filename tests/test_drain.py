@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import threading
+import types
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -17,7 +20,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import WAIT, Backend, Child, run_program, write_program
+from .helpers import WAIT, Backend, Child, assert_forced_on_time, run_program, write_program
 
 
 async def _until_cancelled(order: list[str], note: str) -> None:
@@ -36,27 +39,28 @@ def test_in_flight_work_finishes_before_the_tree_is_cancelled(
 ) -> None:
     """SIGTERM: the job in flight finishes while its sibling still runs; then the cancel."""
     body = """
-    async def job(started):
+    async def job(started, seen):
         async with graceful_async.in_flight():
             started.set()
-            await anyio.sleep(0.5)
+            await seen.wait()  # in flight until the sibling has run during the drain
             print("job finished", graceful_async.shutdown_requested())
 
-    async def sibling():
+    async def sibling(seen):
         try:
             while True:
                 await anyio.sleep(0.05)
                 if graceful_async.shutdown_requested():
                     print("sibling still running during the drain")
+                    seen.set()
                     await anyio.sleep_forever()
         finally:
             print("sibling cancelled")
 
     async def main():
-        started = anyio.Event()
+        started, seen = anyio.Event(), anyio.Event()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(job, started)
-            tg.start_soon(sibling)
+            tg.start_soon(job, started, seen)
+            tg.start_soon(sibling, seen)
             await started.wait()
             say("READY")
 
@@ -83,8 +87,9 @@ def test_nothing_in_flight_means_no_drain_wait(backend: Backend) -> None:
         finally:
             cancelled_at.append(anyio.current_time() - requested_at)
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=120, drain=60)
+    assert info.value.code == 0
     # Far below the 60 s budget: this bounds a hang, it does not measure.
     assert cancelled_at[0] < WAIT
 
@@ -106,8 +111,9 @@ def test_drain_ends_when_the_last_unit_is_done(backend: Backend) -> None:
             graceful_async.request_shutdown()
             await _until_cancelled(order, "main cancelled")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=120, drain=60)
+    assert info.value.code == 0
     assert order == ["short done", "long done", "main cancelled"]
 
 
@@ -131,8 +137,9 @@ def test_drain_deadline_cuts_overrunning_work(
             await anyio.lowlevel.checkpoint()
             graceful_async.request_shutdown()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=0.2)
+    assert info.value.code == 0
     assert order == ["stuck finally", "stuck finally"]
     assert "drain time is up: cancelling 2 unit(s) of work in flight" in logs.messages
     assert any("draining phase took" in m and "2 unit(s)" in m for m in logs.messages)
@@ -151,8 +158,9 @@ def test_drain_zero_cancels_at_once(backend: Backend) -> None:
             finally:
                 order.append("cancelled")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, drain=0)
+    assert info.value.code == 0
     assert order == ["cancelled"]
 
 
@@ -200,6 +208,7 @@ def test_stuck_work_in_flight_is_reported(tmp_path: Path, backend: Backend) -> N
     """
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS
+    assert_forced_on_time(result, 0.5)
     assert "Units of work still in flight: 1" in result.stderr
     assert "phase: running (the event loop never got to start the shutdown" in result.stderr
 
@@ -226,8 +235,9 @@ def test_in_flight_counts_in_threads(backend: Backend) -> None:
             release.set()
             await _until_cancelled(order, "main cancelled")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=120, drain=60)
+    assert info.value.code == 0
     assert order == ["still draining", "thread job done", "main cancelled"]
 
 
@@ -280,8 +290,9 @@ def test_drain_takes_nothing_once_shutdown_begins(backend: Backend) -> None:
                 except anyio.WouldBlock:
                     break
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=20)
+    assert info.value.code == 0
     assert handled == [0, 1]
     assert left == [2, 3, 4]
 
@@ -300,8 +311,9 @@ def test_drain_stops_a_loop_waiting_for_its_next_item(backend: Backend) -> None:
                 order.append("loop ended")
                 assert graceful_async.shutdown_requested()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=20)
+    assert info.value.code == 0
     assert order == ["loop ended"]
 
 
@@ -328,8 +340,9 @@ def test_drain_over_an_async_iterable(backend: Backend) -> None:
                 await anyio.sleep(0.01)
                 handled.append(item)
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=20)
+    assert info.value.code == 0
     assert handled == [0, 1, 2]
 
 
@@ -382,8 +395,9 @@ def test_breaking_out_releases_the_item(backend: Backend) -> None:
             graceful_async.request_shutdown()
             await _until_cancelled(order, "cancelled")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=120, drain=60)
+    assert info.value.code == 0
     assert order == ["cancelled"]
 
 
@@ -409,8 +423,9 @@ def test_one_drain_shared_by_several_tasks(backend: Backend) -> None:
                 for seconds in (0.05, 0.1, 0.15):
                     tg.start_soon(consumer, seconds)
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=20)
+    assert info.value.code == 0
     assert sorted(finished) == [0, 1, 2]
 
 
@@ -433,8 +448,9 @@ def test_aclose_releases_the_item_and_closes_the_source(backend: Backend) -> Non
         graceful_async.request_shutdown()
         await _until_cancelled(order, "cancelled")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=120, drain=60)
+    assert info.value.code == 0
     assert order == ["loop left", "generator closed", "cancelled"]
 
 
@@ -464,6 +480,49 @@ def test_drain_on_another_threads_loop_is_a_pass_through(backend: Backend) -> No
     assert backend.run(main) == [0, 1, 2]
 
 
+def test_a_shutdown_just_before_the_wait_for_an_item_hands_out_none(backend: Backend) -> None:
+    """A shutdown that begins between drain()'s two looks at it takes no further item."""
+    # drain() looks for a shutdown as it is asked for an item, and again once it has
+    # registered its wait for one (_wait_for_item). A signal handler or another thread
+    # may start the shutdown in between; a tracer does it right there, at the call of
+    # _wait_for_item. The source has its next item ready without awaiting anything, so
+    # only that second look keeps it from being handed out after the drain began.
+    produced: list[int] = []
+    handled: list[int] = []
+    requested: list[bool] = []
+    previous = sys.gettrace()  # coverage's tracer, when measuring
+
+    async def jobs() -> AsyncGenerator[int]:
+        for job in range(3):
+            produced.append(job)
+            yield job
+
+    def tracer(frame: types.FrameType, event: str, arg: Any) -> Any:
+        if event != "call" or frame.f_code.co_name != "_wait_for_item" or requested:
+            return None
+        requested.append(True)
+        sys.settrace(previous)
+        graceful_async.request_shutdown("between bytecodes")
+        # Coverage's tracer (a CTracer) takes this frame over, and the thread with it.
+        return None if previous is None else previous(frame, "call", arg)
+
+    async def main() -> None:
+        try:
+            async with aclosing(graceful_async.drain(jobs())) as items:
+                async for job in items:
+                    handled.append(job)
+                    sys.settrace(tracer)  # for the wait for the next item
+        finally:
+            sys.settrace(previous)
+
+    with pytest.raises(SystemExit) as info:
+        backend.run(main)
+    assert info.value.code == 0
+    assert requested == [True]
+    assert handled == [0]
+    assert produced == [0]  # the next item stayed in the source
+
+
 def test_loop_ends_normally_when_drain_is_zero(backend: Backend) -> None:
     """drain=0 cancels at once, yet the drain() loop itself still ends normally."""
     order: list[str] = []
@@ -480,8 +539,9 @@ def test_loop_ends_normally_when_drain_is_zero(backend: Backend) -> None:
             order.append("loop ended normally")
             await anyio.sleep_forever()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, drain=0)
+    assert info.value.code == 0
     assert order == ["item 0", "loop ended normally"]
 
 
@@ -663,8 +723,9 @@ def test_wait_shutdown_requested_wakes_at_the_start_of_the_drain(backend: Backen
                 await anyio.sleep(0.05)
                 order.append("job done")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30, drain=20)
+    assert info.value.code == 0
     assert order == ["waiter woke: shutdown requested (deploy)", "job done"]
 
 
@@ -677,8 +738,9 @@ def test_wait_after_the_shutdown_began_returns_at_once(backend: Backend) -> None
             await graceful_async.wait_shutdown_requested()
         return "returned"
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main)
+    assert info.value.code == 0
 
 
 def test_wait_needs_run() -> None:
@@ -700,8 +762,9 @@ def test_reason_and_time_left(backend: Backend) -> None:
         graceful_async.request_shutdown("maintenance")
         seen.extend([graceful_async.shutdown_reason(), graceful_async.time_left()])
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30)
+    assert info.value.code == 0
     assert seen[:2] == [None, math.inf]
     assert seen[2] == "shutdown requested (maintenance)"
     assert isinstance(seen[3], float)
@@ -726,8 +789,9 @@ def test_inspection_from_another_thread(backend: Backend) -> None:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(look)
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=30)
+    assert info.value.code == 0
     assert seen == [True, "shutdown requested", True]
 
 

@@ -42,8 +42,9 @@ def test_handler_takes_no_locks_and_does_no_logging(backend: Backend) -> None:
             gc.enable()
         await anyio.sleep_forever()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main)
+    assert info.value.code == 143
     assert calls, "the profiler saw nothing"
     joined = "\n".join(calls)
     for forbidden in ("logging", "acquire", "__enter__", "threading", "call_soon", "asyncio"):

@@ -35,8 +35,9 @@ def test_hooks_run_last_registered_first_after_the_tree_unwinds(backend: Backend
         finally:
             order.append("main finally")
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main)
+    assert info.value.code == 0
     assert order == ["main finally", "third (sync)", "second (async)", "first (sync)"]
 
 
@@ -56,17 +57,14 @@ def test_hooks_run_whatever_ends_main(backend: Backend, how: str) -> None:
             graceful_async.request_shutdown()
             await anyio.sleep_forever()
 
-    with pytest.raises((SystemExit, LookupError)) if how != "return" else _nothing():
-        backend.run(main)
+    if how == "return":
+        assert backend.run(main) is None
+    else:
+        with pytest.raises((SystemExit, LookupError)) as info:
+            backend.run(main)
+        outcome = {"error": "LookupError('error')", "signal": "SystemExit(143)"}
+        assert repr(info.value) == outcome.get(how, "SystemExit(0)")
     assert ran == [how]
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def test_hooks_registered_before_run_wait_for_it(backend: Backend) -> None:

@@ -24,8 +24,9 @@ def test_signal_shutdown_log_lines(backend: Backend, logs: pytest.LogCaptureFixt
         os.kill(os.getpid(), signal.SIGTERM)
         await anyio.sleep_forever()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=8)
+    assert info.value.code == 143
     ours = [r for r in logs.records if r.name == "graceful_async"]
     messages = [r.getMessage() for r in ours]
     assert all(r.levelno == logging.INFO for r in ours)
@@ -51,8 +52,9 @@ def test_request_and_sigint_are_named(backend: Backend, logs: pytest.LogCaptureF
         os.kill(os.getpid(), signal.SIGINT)
         await anyio.sleep_forever()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(requested, grace=3)
+    assert info.value.code == 0
     with pytest.raises(KeyboardInterrupt):
         backend.run(interrupted)
     messages = [r.getMessage() for r in logs.records]

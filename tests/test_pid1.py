@@ -10,21 +10,31 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import WAIT, Backend, write_program
+from .helpers import WAIT, Backend, tool_missing, write_program
+
+# A PID namespace needs CAP_SYS_ADMIN. Without root, a user namespace that maps us to
+# root grants it inside, where the kernel lets unprivileged users make one.
+UNSHARES = (
+    ["unshare", "--pid", "--fork"],
+    ["unshare", "--user", "--map-root-user", "--pid", "--fork"],
+)
 
 
-def _can_unshare() -> bool:
-    if shutil.which("unshare") is None:
+def _makes_a_pid_namespace(unshare: list[str]) -> bool:
+    if shutil.which(unshare[0]) is None:
         return False
-    probe = subprocess.run(
-        ["unshare", "--pid", "--fork", "true"], capture_output=True, timeout=WAIT, check=False
-    )
+    probe = subprocess.run([*unshare, "true"], capture_output=True, timeout=WAIT, check=False)
     return probe.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(
-    not _can_unshare(), reason="needs permission to make a PID namespace"
-)
+@pytest.fixture(scope="module")
+def unshare() -> list[str]:
+    """The first unshare command that makes a PID namespace here."""
+    works = next((argv for argv in UNSHARES if _makes_a_pid_namespace(argv)), None)
+    if works is None:
+        tool_missing("needs unshare, and root or unprivileged user namespaces")
+    return works
+
 
 BODY = """
 async def main():
@@ -49,12 +59,18 @@ start(main, grace=0.5)
     ],
 )
 def test_exit_paths_as_pid_1(
-    tmp_path: Path, backend: Backend, sig: str, behaviour: str, status: int, hook_runs: bool
+    tmp_path: Path,
+    backend: Backend,
+    unshare: list[str],
+    sig: str,
+    behaviour: str,
+    status: int,
+    hook_runs: bool,
 ) -> None:
     """SIGINT, SIGTERM and the forced exit all end PID 1 with the documented status."""
     program = write_program(tmp_path, BODY)
     result = subprocess.run(
-        ["unshare", "--pid", "--fork", sys.executable, str(program), sig, behaviour],
+        [*unshare, sys.executable, str(program), sig, behaviour],
         env=backend.env(),
         capture_output=True,
         text=True,

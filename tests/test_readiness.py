@@ -41,8 +41,9 @@ def test_ready_on_start_and_not_ready_at_the_trigger(backend: Backend) -> None:
         seen.append(graceful_async.is_ready())
         await anyio.sleep_forever()
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main)
+    assert info.value.code == 0
     assert seen == [True, False, False]
     assert graceful_async.is_ready() is False  # and not after run() either
 
@@ -132,7 +133,7 @@ def test_second_signal_cuts_the_pre_drain_delay_short(tmp_path: Path, backend: B
     child = Child.start(program, backend)
     child.wait_for("READY")
     child.send(signal.SIGTERM)
-    time.sleep(0.3)  # not a measurement: only gives the first signal a head start
+    child.wait_for_stderr("pre-drain delay")  # the first signal has begun the delay
     child.send(signal.SIGTERM)
     result = child.finish(timeout=WAIT)  # far less than the 45 s delay
     assert result.returncode == 128 + signal.SIGTERM
@@ -180,8 +181,9 @@ def test_pre_drain_delay_does_not_delay_a_returning_main(backend: Backend) -> No
         return "done"
 
     started = time.monotonic()
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=300, pre_drain_delay=100)
+    assert info.value.code == 0
     assert time.monotonic() - started < WAIT  # a hang bound: the delay is 100 s
 
 

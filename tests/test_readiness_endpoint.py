@@ -51,8 +51,9 @@ def test_readiness_follows_is_ready(backend: Backend) -> None:
         graceful_async.request_shutdown()
         seen.append(status_and_body(await call(middleware, http())))
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main)
+    assert info.value.code == 0
     (ok, ok_body, ok_headers), (draining, draining_body, _) = seen
     assert (ok, ok_body, draining, draining_body) == (200, b"ready\n", 503, b"draining\n")
     assert ok_headers[b"cache-control"] == b"no-store"

@@ -170,8 +170,9 @@ def test_a_reload_during_shutdown_is_ignored(
             _hup()
             await anyio.sleep(0.2)
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, reload_signal=signal.SIGHUP, grace=WAIT)
+    assert info.value.code == 0
     assert ran == []
     assert "reload requested during shutdown: ignored" in logs.text
 

@@ -265,7 +265,8 @@ def test_cancel_reason_names_the_signal(backend: Backend) -> None:
             messages.append(str(exc))
             raise
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main)
+    assert info.value.code == 143
     assert len(messages) == 1
     assert "SIGTERM" in messages[0]

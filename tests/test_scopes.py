@@ -86,8 +86,9 @@ def test_cleanup_scope_is_bounded_by_the_grace_period(backend: Backend) -> None:
 
     # In-process, so the watchdog's forced exit would end the test process: a grace
     # period whose exit reserve (0.2 s) a loaded machine still keeps to.
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=2)
+    assert info.value.code == 0
     assert len(took) == 1
     assert took[0] < 2  # cut at grace minus the exit reserve (1.8 s), never at 30 s
 
@@ -106,7 +107,8 @@ def test_open_cleanup_scope_is_clamped_when_shutdown_starts(backend: Backend) ->
 
     # In-process, so the watchdog's forced exit would end the test process: a grace
     # period whose exit reserve (0.2 s) a loaded machine still keeps to.
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         backend.run(main, grace=2)
+    assert info.value.code == 0
     assert len(took) == 1
     assert took[0] < 2  # cut at grace minus the exit reserve (1.8 s), never at 30 s

@@ -15,7 +15,14 @@ import pytest
 
 import graceful_async
 
-from .helpers import SIGINT_DEATH, Backend, Child, run_program, write_program
+from .helpers import (
+    SIGINT_DEATH,
+    Backend,
+    Child,
+    assert_forced_on_time,
+    run_program,
+    write_program,
+)
 
 # After READY nothing is flushed by hand: stdout is a pipe, so these lines only show up
 # if the interpreter still flushes its buffers on the way out.
@@ -185,6 +192,8 @@ def test_second_signal_gives_one_second_then_forces(tmp_path: Path, backend: Bac
     assert "did not finish within 1 s of the second signal" in result.stderr
     assert "'stubborn' at" in result.stderr
     assert time.monotonic() - started < 30  # nowhere near the 60 s grace
+    # 1 s after the second signal, which followed the first at once.
+    assert_forced_on_time(result, 1, reported=False)
 
 
 def test_third_signal_ends_at_once(tmp_path: Path, backend: Backend) -> None:
@@ -202,6 +211,7 @@ def test_third_signal_ends_at_once(tmp_path: Path, backend: Backend) -> None:
     )
     assert result.returncode == 124
     assert "a third signal arrived" in result.stderr
+    assert_forced_on_time(result, 0, reported=False)  # at once, not at the deadline
 
 
 def test_ignored_sigint_stays_ignored(tmp_path: Path, backend: Backend) -> None:
@@ -237,8 +247,10 @@ def test_ignored_sigint_stays_ignored(tmp_path: Path, backend: Backend) -> None:
 def test_non_daemon_threads_finish_before_the_exit(tmp_path: Path, backend: Backend) -> None:
     """A non-daemon thread still finishes its work after run(), and the status holds."""
     body = """
+    run_ended = threading.Event()
+
     def worker():
-        time.sleep(0.3)
+        run_ended.wait()  # so it is still at work when run() ends
         say("thread finished")
 
     async def main():
@@ -246,7 +258,10 @@ def test_non_daemon_threads_finish_before_the_exit(tmp_path: Path, backend: Back
         say("READY")
         await anyio.sleep_forever()
 
-    start(main)
+    try:
+        start(main)
+    finally:
+        run_ended.set()
     """
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == 143

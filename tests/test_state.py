@@ -23,7 +23,15 @@ from graceful_async._report import build_report
 from graceful_async._shutdown import ShutdownState, Trigger
 from graceful_async._watchdog import Watchdog
 
-from .helpers import Backend, Child, run_program, write_program
+from .helpers import (
+    FIRE_LATENESS,
+    Backend,
+    Child,
+    assert_forced_on_time,
+    fired_after,
+    run_program,
+    write_program,
+)
 
 
 def test_signals_count_up_to_a_forced_exit() -> None:
@@ -45,12 +53,13 @@ def test_signals_count_up_to_a_forced_exit() -> None:
         state.close()
 
 
-def watch(state: ShutdownState) -> tuple[Watchdog, list[tuple[str, int]]]:
-    fired: list[tuple[str, int]] = []
+def watch(state: ShutdownState) -> tuple[Watchdog, list[tuple[str, int, float]]]:
+    """A watchdog whose forced exit records the report, the status and when it fired."""
+    fired: list[tuple[str, int, float]] = []
     done = threading.Event()
 
     def force(report: str, status: int) -> None:
-        fired.append((report, status))
+        fired.append((report, status, time.monotonic()))
         done.set()
 
     watchdog = Watchdog(state, force=force)
@@ -66,7 +75,7 @@ def watch(state: ShutdownState) -> tuple[Watchdog, list[tuple[str, int]]]:
     ],
 )
 def test_watchdog_fires_at_the_deadline(escalate: bool, expected: str) -> None:
-    """Past the deadline the watchdog reports and forces the distinct status."""
+    """At its deadline, not before and at most 0.3 s after, the watchdog forces the exit."""
     state = ShutdownState(grace=0.2)
     watchdog, fired = watch(state)
     try:
@@ -74,9 +83,11 @@ def test_watchdog_fires_at_the_deadline(escalate: bool, expected: str) -> None:
         if escalate:
             state.escalate()
         assert watchdog.done.wait(30)  # type: ignore[attr-defined]
-        report, status = fired[0]
+        report, status, fired_at = fired[0]
         assert status == graceful_async.FORCED_EXIT_STATUS
         assert report.startswith(f"graceful_async: {expected}")
+        # At the deadline: not before it, and not much after it.
+        assert state.deadline <= fired_at <= state.deadline + FIRE_LATENESS
     finally:
         state.close()
 
@@ -173,8 +184,11 @@ def test_cleanup_scope_after_escalation_is_cancelled_at_once(backend: Backend) -
                 await anyio.sleep(30)
             seen.append(scope.cancelled_caught)
 
-    with pytest.raises((SystemExit, KeyboardInterrupt)):
+    with pytest.raises((SystemExit, KeyboardInterrupt)) as info:
         backend.run(main, grace=30)
+    # The handlers may see either signal first: SIGTERM exits 143, SIGINT re-raises.
+    if isinstance(info.value, SystemExit):
+        assert info.value.code == 143
     assert seen == [True]
 
 
@@ -303,6 +317,8 @@ def test_signal_during_hooks_after_return_is_bounded(tmp_path: Path, backend: Ba
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS
     assert "stuck-sync-hook (running for" in result.stderr
+    # The report times the shutdown from main's return; the deadline runs from the signal.
+    assert_forced_on_time(result, 0.5, reported=False)
 
 
 def test_request_during_hooks_after_return_is_bounded(tmp_path: Path, backend: Backend) -> None:
@@ -317,6 +333,8 @@ def test_request_during_hooks_after_return_is_bounded(tmp_path: Path, backend: B
     result = run_program(tmp_path, body, backend)
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS
     assert "stuck-sync-hook (running for" in result.stderr
+    # The request comes from the first hook, right as main returns: about 0.5 s in.
+    assert 0.5 <= fired_after(result.stderr) <= 0.5 + FIRE_LATENESS, result.stderr
 
 
 def test_sys_exit_in_a_hook_leaves_the_status_alone(tmp_path: Path, backend: Backend) -> None:
@@ -512,6 +530,7 @@ def test_signal_after_return_bounds_the_interpreter_exit(tmp_path: Path, backend
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS
     assert "phase: interpreter exit" in result.stderr
     assert "Thread 'hung-worker' (non-daemon" in result.stderr
+    assert_forced_on_time(result, 1, reported=False)  # the report times from main's return
 
 
 def test_drain_deadline_follows_the_trigger_within_grace() -> None:

@@ -11,9 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from .helpers import WAIT, Backend, write_program
+from .helpers import WAIT, Backend, tool_missing, write_program
 
 # Make the program a session leader with the pty as its controlling terminal, so the
 # terminal's line discipline turns a typed ^C into SIGINT for its foreground group.
@@ -98,9 +96,10 @@ def test_ctrl_c_on_a_terminal(tmp_path: Path, backend: Backend) -> None:
     assert "Traceback" not in output
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_ctrl_c_stops_a_bash_loop(tmp_path: Path, backend: Backend) -> None:
     """bash stops `for` on ^C only if the child died by SIGINT: status 130 is not enough."""
+    if shutil.which("bash") is None:
+        tool_missing("needs bash")
     program = write_program(tmp_path, SERVICE)
     loop = (
         f'for i in 1 2 3; do "{sys.executable}" "{program}"; echo "after run $i"; done; '

@@ -15,7 +15,7 @@ import pytest
 import graceful_async
 from graceful_async.testing import ServiceResult, run_service
 
-from .helpers import WAIT
+from .helpers import FIRE_LATENESS, WAIT, fired_after
 
 pytestmark = pytest.mark.anyio
 
@@ -197,7 +197,7 @@ async def test_failing_and_overrunning_hooks_are_reported() -> None:
 
 
 async def test_a_shutdown_that_overruns_the_grace_is_reported_as_forced() -> None:
-    """Past the deadline the result says forced, status 124, with the stuck report."""
+    """At the deadline the result says forced, status 124, with the stuck report."""
 
     async def main() -> None:
         try:
@@ -213,17 +213,20 @@ async def test_a_shutdown_that_overruns_the_grace_is_reported_as_forced() -> Non
     assert (result.exit_status, result.forced) == (graceful_async.FORCED_EXIT_STATUS, True)
     assert result.report is not None
     assert "shutdown did not finish within the grace period (0.3 s)" in result.report
+    assert 0.3 <= fired_after(result.report) <= 0.3 + FIRE_LATENESS
 
 
 async def test_a_second_signal_cuts_cleanup_short() -> None:
     """Two signals: cleanup scopes are cancelled and the service still ends with 143."""
     cut: list[bool] = []
+    cleaning = anyio.Event()
 
     async def main() -> None:
         try:
             await anyio.sleep_forever()
         finally:
             with graceful_async.cleanup_scope() as scope:
+                cleaning.set()
                 await anyio.sleep(30)
             cut.append(scope.cancelled_caught)
 
@@ -231,7 +234,7 @@ async def test_a_second_signal_cuts_cleanup_short() -> None:
         async with run_service(main, grace=60) as service:
             await service.wait_ready()
             service.send_signal(signal.SIGTERM)
-            await anyio.sleep(0.1)
+            await cleaning.wait()
             service.send_signal(signal.SIGTERM)
     assert cut == [True]
     assert service.result.exit_status == 143

@@ -11,7 +11,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import Backend, Child, run_program, write_program
+from .helpers import Backend, Child, assert_forced_on_time, run_program, write_program
 
 
 def test_thread_loop_stops_cooperatively(tmp_path: Path, backend: Backend) -> None:
@@ -86,6 +86,7 @@ def test_thread_ignoring_the_shutdown_is_cut_at_the_deadline(
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS
     assert "shutdown did not finish within the grace period (0.5 s)" in result.stderr
     assert "in never_checks" in result.stderr
+    assert_forced_on_time(result, 0.5)
 
 
 @pytest.mark.parametrize("how", ["signal", "return"])

@@ -16,7 +16,17 @@ import pytest
 
 import graceful_async
 
-from .helpers import SIGINT_DEATH, WAIT, Backend, Child, run_program, write_program
+from .helpers import (
+    EXIT_LATENESS,
+    SIGINT_DEATH,
+    WAIT,
+    Backend,
+    Child,
+    assert_fired_on_time,
+    assert_forced_on_time,
+    run_program,
+    write_program,
+)
 
 FORCED = graceful_async.FORCED_EXIT_STATUS
 
@@ -40,6 +50,7 @@ def test_blocked_loop_is_ended_at_the_deadline(tmp_path: Path, backend: Backend)
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
     assert time.monotonic() - started < 20  # not the 60 s of the sleep
+    assert_forced_on_time(result, 0.5)
     report = result.stderr
     assert "did not finish within the grace period (0.5 s)" in report
     assert "trigger: SIGTERM" in report
@@ -67,6 +78,7 @@ def test_task_swallowing_cancellation_is_named(tmp_path: Path, backend: Backend)
     """
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
+    assert_forced_on_time(result, 0.5)
     program = tmp_path / "child.py"
     lines = program.read_text().splitlines()
     number = next(n for n, text in enumerate(lines, 1) if text.endswith("# SWALLOWING LINE"))
@@ -92,14 +104,19 @@ def test_signal_the_main_thread_cannot_handle_still_arms_the_deadline(
     kernel hands it to a helper thread, and then sleeps in sync code.
     """
     body = """
+    blocked = threading.Event()
+
     def helper():
-        time.sleep(0.2)  # by then the main thread sleeps below
+        blocked.wait()
         say("READY")
         time.sleep(60)
 
     async def main():
         threading.Thread(target=helper, daemon=True).start()
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        # Just before the sleep: READY, then the test's SIGTERM, take far longer than the
+        # few bytecodes left until the main thread sleeps.
+        blocked.set()
         time.sleep(600)
 
     start(main, grace=0.5)
@@ -109,6 +126,9 @@ def test_signal_the_main_thread_cannot_handle_still_arms_the_deadline(
     assert "a signal arrived 0.5 s ago, but the main thread never ran its handler" in (
         result.stderr
     )
+    # No trigger for the report to time: the deadline ran from the watchdog's sight of
+    # the signal.
+    assert_forced_on_time(result, 0.5, reported=False)
 
 
 def test_the_longest_grace_accepted_still_escalates(tmp_path: Path, backend: Backend) -> None:
@@ -151,6 +171,8 @@ def test_no_grace_at_all_says_so_in_the_report(tmp_path: Path, backend: Backend)
     """
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
+    # The watchdog may fire before the handler has made the trigger the report times.
+    assert_forced_on_time(result, 0, reported=False)
     first = result.stderr.splitlines()[0]
     assert first in (
         "graceful_async: a signal arrived and the grace period is 0 s: ending at once; "
@@ -215,6 +237,7 @@ def test_a_stream_of_other_signals_does_not_hold_off_the_deadline(
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
     assert "shutdown did not finish within the grace period (0.5 s)" in result.stderr
+    assert_forced_on_time(result, 0.5)
 
 
 def test_a_signal_main_took_over_arms_nothing(tmp_path: Path, backend: Backend) -> None:
@@ -260,8 +283,12 @@ def test_a_full_stderr_pipe_does_not_hold_off_the_forced_exit(
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"READY\n"
+        signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(WAIT) == FORCED
+        # The report gives up after 1 s, the flush after 0.25 s: then the exit.
+        took = time.monotonic() - signalled
+        assert 0.5 <= took <= 0.5 + 1.0 + 0.25 + EXIT_LATENESS
     finally:
         proc.kill()
         proc.wait()
@@ -288,6 +315,7 @@ def test_hung_non_daemon_thread_does_not_hold_the_process(tmp_path: Path, backen
         "the process did not exit within the grace period (0.5 s); forcing exit with status 143"
         in result.stderr
     )
+    assert_forced_on_time(result, 0.5, status=128 + signal.SIGTERM)
     assert "phase: interpreter exit (joining non-daemon threads" in result.stderr
     assert "Thread 'hung-worker' (non-daemon" in result.stderr
 
@@ -307,6 +335,7 @@ def test_hung_atexit_handler_does_not_hold_the_process(tmp_path: Path, backend: 
     assert result.returncode == 128 + signal.SIGTERM  # run()'s status, as logged
     assert "phase: interpreter exit" in result.stderr
     assert "forcing exit with status 143" in result.stderr
+    assert_forced_on_time(result, 0.5, status=128 + signal.SIGTERM)
 
 
 def test_a_forced_interpreter_exit_after_ctrl_c_still_dies_by_sigint(
@@ -325,6 +354,7 @@ def test_a_forced_interpreter_exit_after_ctrl_c_still_dies_by_sigint(
     result = run_program(tmp_path, body, backend, send=(signal.SIGINT,))
     assert result.returncode == SIGINT_DEATH, result.stderr
     assert "forcing exit with status 130" in result.stderr
+    assert_forced_on_time(result, 0.5, status=SIGINT_DEATH)
 
 
 def test_idle_executor_threads_do_not_delay_the_exit(tmp_path: Path, backend: Backend) -> None:
@@ -357,7 +387,10 @@ def test_exit_guard_retires_when_the_exit_is_caught(tmp_path: Path, backend: Bac
         start(main, grace=0.2)
     except SystemExit as exc:
         say(f"caught {exc.code}")
-    time.sleep(0.6)  # well past the deadline
+    # At the deadline the guard sees the main thread alive, and ends without firing.
+    for thread in threading.enumerate():
+        if thread.name == "graceful_async exit watchdog":
+            thread.join()
     say("still alive")
     """
     result = run_program(tmp_path, body, backend)
@@ -378,7 +411,48 @@ def test_blocking_hook_is_named(tmp_path: Path, backend: Backend) -> None:
     result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
     assert result.returncode == FORCED
     assert "phase: hooks" in result.stderr
+    assert_forced_on_time(result, 0.5)
     assert "Shutdown hooks still running (1):\n  flush-to-slow-disk (running for" in result.stderr
+
+
+@pytest.mark.parametrize("stuck", ["loop", "atexit"])
+def test_buffered_output_is_flushed_at_a_forced_exit(
+    tmp_path: Path, backend: Backend, stuck: str
+) -> None:
+    """A print() still in stdout's buffer reaches the pipe when the exit is forced."""
+    # Stuck in the loop, the watchdog forces the exit; stuck in an atexit handler, the
+    # exit guard does. (What main printed, CPython flushes itself as the script ends,
+    # before the atexit handlers: a print() there is what the guard must flush.)
+    body = """
+    # A pipe, and no PYTHONUNBUFFERED: print() leaves its line in the buffer.
+    assert not sys.stdout.line_buffering and not sys.stdout.write_through
+
+    def last_words_then_hang():
+        print("last words")
+        time.sleep(600)
+
+    async def main():
+        say("READY")
+        try:
+            await anyio.sleep_forever()
+        finally:
+            if sys.argv[1] == "loop":
+                last_words_then_hang()
+
+    if sys.argv[1] == "atexit":
+        atexit.register(last_words_then_hang)
+    start(main, grace=0.5)
+    """
+    env = backend.env()
+    env.pop("PYTHONUNBUFFERED", None)
+    child = Child([sys.executable, str(write_program(tmp_path, body)), stuck], env)
+    child.wait_for("READY")
+    child.send(signal.SIGTERM)
+    result = child.finish()
+    # The exit guard keeps the status run() logged (143); the watchdog forces 124.
+    status = FORCED if stuck == "loop" else 128 + signal.SIGTERM
+    assert_forced_on_time(result, 0.5, status=status)
+    assert result.lines == ["READY", "last words"]
 
 
 def test_idle_watchdog_does_not_poll(backend: Backend) -> None:
@@ -516,10 +590,16 @@ def test_dump_signal_reports_a_blocked_loop(tmp_path: Path, backend: Backend) ->
     child = Child.start(write_program(tmp_path, body), backend)
     child.wait_for("READY")
     child.send(signal.SIGUSR1)
-    time.sleep(1.0)  # not a measurement: lets the report out before the shutdown's
+    # The report is built before its first line is written, and the watchdog writes it
+    # whole before it looks at the deadline: the shutdown's report can only follow it.
+    child.wait_for_stderr("graceful_async: report on request")
+    signalled = time.monotonic()
     child.send(signal.SIGTERM)
     result = child.finish()
+    took = time.monotonic() - signalled
     assert result.returncode == FORCED
+    assert_fired_on_time(result.stderr, 0.5)
+    assert 0.5 <= took <= 0.5 + EXIT_LATENESS, result.stderr
     live, _, final = result.stderr.partition("forcing exit with status")
     assert live.startswith("graceful_async: report on request\n")
     # Where the loop is stuck: in main, most often in time.sleep(); the report may also

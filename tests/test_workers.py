@@ -15,7 +15,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import Backend, Child, run_program, write_program
+from .helpers import Backend, Child, assert_forced_on_time, run_program, write_program
 
 
 def test_worker_stays_an_async_function(backend: Backend) -> None:
@@ -319,6 +319,7 @@ def test_worker_name_in_the_stuck_report(tmp_path: Path, backend: Backend) -> No
     result = child.finish()
     assert result.returncode == graceful_async.FORCED_EXIT_STATUS
     assert "Workers still running (1):\n  stubborn consumer (attempt 1)" in result.stderr
+    assert_forced_on_time(result, 0.5)
 
 
 def test_giving_up_outside_run_raises() -> None:

@@ -128,7 +128,7 @@ class drain(AsyncIterator[T]):  # lower case: used like a function, as in_flight
         # await below, so a trigger either shows up here or cancels the wait.
         state.item_waits.add(scope)
         try:
-            if state.stopping:  # pragma: no cover - a signal between bytecodes
+            if state.stopping:  # a signal between bytecodes
                 raise StopAsyncIteration
             with scope:
                 # If the source hands out an item even though the scope was cancelled
