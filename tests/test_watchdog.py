@@ -320,28 +320,18 @@ def test_hung_non_daemon_thread_does_not_hold_the_process(tmp_path: Path, backen
     assert "Thread 'hung-worker' (non-daemon" in result.stderr
 
 
-def test_hung_atexit_handler_does_not_hold_the_process(tmp_path: Path, backend: Backend) -> None:
-    """An atexit handler that never returns is still cut at the deadline."""
-    body = """
-    atexit.register(time.sleep, 600)
-
-    async def main():
-        say("READY")
-        await anyio.sleep_forever()
-
-    start(main, grace=0.5)
-    """
-    result = run_program(tmp_path, body, backend, send=(signal.SIGTERM,))
-    assert result.returncode == 128 + signal.SIGTERM  # run()'s status, as logged
-    assert "phase: interpreter exit" in result.stderr
-    assert "forcing exit with status 143" in result.stderr
-    assert_forced_on_time(result, 0.5, status=128 + signal.SIGTERM)
-
-
-def test_a_forced_interpreter_exit_after_ctrl_c_still_dies_by_sigint(
-    tmp_path: Path, backend: Backend
+@pytest.mark.parametrize(
+    ("sig", "status", "shown"),
+    [(signal.SIGTERM, 128 + signal.SIGTERM, 143), (signal.SIGINT, SIGINT_DEATH, 130)],
+    ids=["SIGTERM", "SIGINT"],
+)
+def test_hung_atexit_handler_does_not_hold_the_process(
+    tmp_path: Path, backend: Backend, sig: signal.Signals, status: int, shown: int
 ) -> None:
-    """After Ctrl+C, a hung atexit handler cut at the deadline still ends by SIGINT."""
+    """An atexit handler that never returns is cut at the deadline, with run()'s status.
+
+    That is 143 after SIGTERM, and death by SIGINT after Ctrl+C, as run() logged.
+    """
     body = """
     atexit.register(time.sleep, 600)
 
@@ -351,10 +341,11 @@ def test_a_forced_interpreter_exit_after_ctrl_c_still_dies_by_sigint(
 
     start(main, grace=0.5)
     """
-    result = run_program(tmp_path, body, backend, send=(signal.SIGINT,))
-    assert result.returncode == SIGINT_DEATH, result.stderr
-    assert "forcing exit with status 130" in result.stderr
-    assert_forced_on_time(result, 0.5, status=SIGINT_DEATH)
+    result = run_program(tmp_path, body, backend, send=(sig,))
+    assert result.returncode == status, result.stderr
+    assert "phase: interpreter exit" in result.stderr
+    assert f"forcing exit with status {shown}" in result.stderr
+    assert_forced_on_time(result, 0.5, status=status)
 
 
 def test_idle_executor_threads_do_not_delay_the_exit(tmp_path: Path, backend: Backend) -> None:
