@@ -25,9 +25,9 @@ class InstalledHandlers:
     def __init__(self) -> None:
         #: The shutdown signals actually handled (an ignored SIGINT is left alone).
         self.handled: tuple[signal.Signals, ...] = ()
-        #: Until when a signal after run() is absorbed (time.monotonic()).
-        self.absorb_until = 0.0
-        self._keep = False
+        #: Until when a signal after run() is absorbed (time.monotonic()); None: the
+        #: previous handlers come back when the block ends.
+        self.absorb_until: float | None = None
 
     def keep_ours(self, deadline: float, grace: float) -> None:
         """When the block ends, keep further shutdown signals from ending the process.
@@ -35,7 +35,6 @@ class InstalledHandlers:
         For a run() about to raise what ends the program: see `AfterRun`. They are
         absorbed until ``deadline``, or for ``grace`` seconds if nothing set one.
         """
-        self._keep = True
         self.absorb_until = time.monotonic() + grace if math.isinf(deadline) else deadline
 
 
@@ -101,14 +100,14 @@ def handlers_installed(
             previous[reload_signal] = _unwrapped(signal.signal(reload_signal, reload))
         yield installed
     finally:
-        keep = installed._keep
+        until = installed.absorb_until
         after: dict[signal.Signals, AfterRun] = {}
         for sig, old in previous.items():
             # getsignal() answers None for a handler installed from C; SIG_DFL is the
             # nearest thing that can be put back.
             old = signal.SIG_DFL if old is None else old  # noqa: PLW2901
-            if keep and sig in installed.handled:
-                after[sig] = AfterRun(old, installed.absorb_until)
+            if until is not None and sig in installed.handled:
+                after[sig] = AfterRun(old, until)
                 signal.signal(sig, after[sig])
             else:
                 signal.signal(sig, old)
