@@ -56,16 +56,17 @@ def _frames() -> list[str]:
 def _run_state() -> list[str]:
     from graceful_async import _shutdown
 
-    state = _shutdown._active
-    if state is None:
+    run = _shutdown.current_run()
+    if run is None:
         return ["no active run()"]
+    state = run.state
     waker, loop_waker = state.watchdog_waker, state.loop_waker
     return [
         f"run: phase={state.phase} trigger={state.trigger} escalated={state.escalated} "
         f"armed={state.armed} deadline_in={state.deadline - time.monotonic():.1f}",
         f"run: watchdog waker writer={waker.fileno()} reader={waker.reader.fileno()} "
         f"loop waker writer={loop_waker.fileno()} reader={loop_waker.reader.fileno()} "
-        f"forward_fd={state.forward_fd}",
+        f"forward_fd={run.forward_fd}",
         f"run: SIGTERM handler={signal.getsignal(signal.SIGTERM)!r} "
         f"SIGINT handler={signal.getsignal(signal.SIGINT)!r}",
     ]

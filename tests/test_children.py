@@ -18,8 +18,9 @@ import anyio.to_thread
 import pytest
 
 import graceful_async
-from graceful_async._children import ChildProcess
-from graceful_async._shutdown import ShutdownState, Trigger, current_state
+from graceful_async._children import ChildProcess, Children
+from graceful_async._lifecycle import Lifecycle
+from graceful_async._shutdown import ShutdownState, Trigger, current_run
 from graceful_async._watchdog import Watchdog
 
 from .helpers import WAIT, Backend, Child, assert_forced_on_time, write_program
@@ -162,7 +163,7 @@ def test_what_an_ended_child_left_in_its_group_is_killed(tmp_path: Path, backend
 def wait_until_the_children_are_stopped() -> None:
     """In a thread: wait until the running service has begun to stop its children."""
     deadline = time.monotonic() + WAIT
-    while not ((state := current_state()) and state.children_closed):
+    while not ((run := current_run()) and (children := run.find(Children)) and children.closed):
         assert time.monotonic() < deadline, "the children were never stopped"
         time.sleep(0.01)
 
@@ -292,11 +293,12 @@ def test_forced_exit_kills_the_child_and_its_group(
 def test_the_watchdog_kills_the_children_before_it_forces_the_exit() -> None:
     """At the deadline the watchdog SIGKILLs each registered child's group, then forces."""
     state = ShutdownState(grace=0.2)
+    run = Lifecycle(state)
     fired = threading.Event()
     popen = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    state.children[popen.pid] = ChildProcess(popen, signal.SIGTERM, "sleep")
+    run.attached(Children).add(ChildProcess(popen, signal.SIGTERM, "sleep"))
     try:
-        with Watchdog(state, force=lambda report, status: fired.set()):
+        with Watchdog(run, force=lambda report, status: fired.set()):
             state.trigger_shutdown(Trigger("request"))
             assert fired.wait(WAIT)
         assert popen.wait(WAIT) == -signal.SIGKILL

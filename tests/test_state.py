@@ -19,6 +19,7 @@ import pytest
 
 import graceful_async
 from graceful_async._backends import TaskInfo, _retrying
+from graceful_async._lifecycle import Lifecycle
 from graceful_async._report import build_report
 from graceful_async._shutdown import ShutdownState, Trigger
 from graceful_async._watchdog import Watchdog
@@ -62,7 +63,7 @@ def watch(state: ShutdownState) -> tuple[Watchdog, list[tuple[str, int, float]]]
         fired.append((report, status, time.monotonic()))
         done.set()
 
-    watchdog = Watchdog(state, force=force)
+    watchdog = Watchdog(Lifecycle(state), force=force)
     watchdog.done = done  # type: ignore[attr-defined]
     return watchdog, fired
 
@@ -119,7 +120,7 @@ def test_watchdog_takes_the_gil_back_at_once_while_it_forces_the_exit() -> None:
     def force(report: str, status: int) -> None:
         intervals.append(sys.getswitchinterval())
 
-    watchdog = Watchdog(state, force=force)
+    watchdog = Watchdog(Lifecycle(state), force=force)
     try:
         state.trigger_shutdown(Trigger("request"))
         watchdog._thread.join(30)
@@ -146,7 +147,7 @@ def test_report_before_any_trigger() -> None:
     """The report reads sensibly even when no trigger was recorded."""
     state = ShutdownState(grace=1)
     try:
-        report = build_report(state, "why", 124, None)
+        report = build_report(Lifecycle(state), "why", 124, None)
         assert "trigger: none; phase: starting; time since shutdown began: n/a" in report
         assert "Tasks still alive" not in report  # no loop to ask
     finally:

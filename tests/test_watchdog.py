@@ -465,6 +465,7 @@ def test_idle_watchdog_does_not_poll(backend: Backend) -> None:
 def test_report_lists_tasks_in_process(backend: Backend) -> None:
     """The report's task list names live tasks and where they wait (asyncio and trio)."""
     from graceful_async._backends import backend_named
+    from graceful_async._lifecycle import Lifecycle
     from graceful_async._report import build_report
     from graceful_async._shutdown import ShutdownState, Trigger
 
@@ -475,18 +476,17 @@ def test_report_lists_tasks_in_process(backend: Backend) -> None:
 
     async def main() -> None:
         state = ShutdownState(1.0)
+        run = Lifecycle(state)
         try:
             state.trigger_shutdown(Trigger("request", reason="test"))
-            state.running_hooks["close-db"] = time.monotonic()
+            run.running_hooks["close-db"] = time.monotonic()
             state.in_flight.update({object(), object()})
-            state.running_workers[object()] = "consume (attempt 2)"
+            run.running_workers[object()] = "consume (attempt 2)"
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sleeper, name="the-sleeper")
                 await anyio.sleep(0.01)
                 reports.append(
-                    build_report(
-                        state, "testing", FORCED, backend_named(backend.name).task_lister()
-                    )
+                    build_report(run, "testing", FORCED, backend_named(backend.name).task_lister())
                 )
                 tg.cancel_scope.cancel()
         finally:

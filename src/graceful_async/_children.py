@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
+from ._lifecycle import Event, Lifecycle, Phase
 from ._log import logger
 from ._scopes import bounded_scope, to_loop_clock
 from ._shutdown import run_on_this_loop
@@ -29,8 +30,6 @@ from ._systemd import SYSTEMD_VARIABLES
 
 if TYPE_CHECKING:
     import subprocess
-
-    from ._shutdown import ShutdownState
 
 # We own these: the child's session is what lets us signal its whole group, and the
 # pre-exec function is what sets its parent-death signal.
@@ -42,6 +41,8 @@ _POLL_INTERVAL = 0.05
 # only a process stuck in the kernel (uninterruptible I/O) takes longer.
 _REAP_TIMEOUT = 1.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# From the hooks on, no child may start: the children were stopped before them.
+_CHILDREN_STOPPED = frozenset({Phase.HOOKS, Phase.EXITING, Phase.INTERPRETER_EXIT})
 
 
 @final
@@ -162,14 +163,15 @@ def start_child(
         raise ValueError(f"command must name a program to run, got {command!r}")
     _check_stop_signal(stop_signal)
     _check_popen_kwargs(popen_kwargs)
-    state = run_on_this_loop()
-    if state is None:
+    run = run_on_this_loop()
+    if run is None:
         raise RuntimeError(
             "start_child() needs an active graceful_async.run() and must be called on its "
             "event loop's thread, so that the child is stopped with the service; from "
             "another thread, use anyio.from_thread.run_sync(graceful_async.start_child, ...)"
         )
-    if state.children_closed:
+    children = run.attached(Children)
+    if children.closed or run.phase in _CHILDREN_STOPPED:
         raise RuntimeError(
             "start_child() was called after the service's children were stopped (in an "
             "on_shutdown hook?); run short commands there with anyio.run_process() instead"
@@ -192,21 +194,9 @@ def start_child(
         preexec_fn=_prepare_child(os.getpid(), reset),  # noqa: PLW1509
         **popen_kwargs,
     )
-    _forget_finished_groups(state)
     child = ChildProcess(popen, stop_signal, _name_of(command))
-    state.children[child.pid] = child
+    children.add(child)
     return child
-
-
-def _forget_finished_groups(state: ShutdownState) -> None:
-    # Children stay on the books after they end, as long as their process group has
-    # members: a shell wrapper's own children outlive it, and the shutdown must reach
-    # them too. A group that is empty now stays empty (its ID cannot come back while its
-    # leader's pid is unused), so forget it, or a service that starts many short
-    # commands would grow the list for ever.
-    for pid, child in list(state.children.items()):
-        if child._popen.returncode is not None and not _group_alive(pid):
-            del state.children[pid]
 
 
 def _group_alive(pgid: int) -> bool:
@@ -327,76 +317,103 @@ async def _wait_for_exit(pid: int) -> None:
         os.close(pidfd)
 
 
-# --- the shutdown's side, called by the runner and the watchdog
+@final
+class Children:
+    """The children of one run, attached to it by the first `start_child`.
 
-
-def signal_children(state: ShutdownState) -> None:
-    """Send each child's stop signal to its process group, once. On the loop only.
-
-    Also to the group of a child that has ended already: what it started may still run.
+    It sends their stop signals as the drain begins, stops them once main's tree has
+    unwound, and SIGKILLs their groups at a forced exit.
     """
-    for child in list(state.children.values()):
-        if child._signalled:
-            continue
-        child._signalled = True
-        running = child.returncode is None
-        if not running and not _group_alive(child.pid):
-            continue
-        logger.info(
-            "sending %s to %s %s",
-            _signal_name(child._stop_signal),
-            "child process" if running else "what is left of the process group of",
-            child._describe(),
-        )
-        _signal_group(child, child._stop_signal)
 
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self._state = lifecycle.state
+        #: By pid (= process group), until their group is empty. Changed on the loop
+        #: only; the watchdog reads a list() of it.
+        self.running: dict[int, ChildProcess] = {}
+        #: Set once the children are being stopped: no new child may start then.
+        self.closed = False
+        lifecycle.subscribe(Event.DRAIN_BEGINS, self.signal_all)
+        lifecycle.subscribe_unwound(self.stop_all)
+        lifecycle.subscribe(Event.FORCED_EXIT, self.kill_all)
 
-async def stop_children(state: ShutdownState) -> None:
-    """Wait for the children until the drain deadline, then SIGKILL their groups and reap.
+    def add(self, child: ChildProcess) -> None:
+        # Children stay on the books after they end, as long as their process group has
+        # members: a shell wrapper's own children outlive it, and the shutdown must reach
+        # them too. A group that is empty now stays empty (its ID cannot come back while
+        # its leader's pid is unused), so forget it, or a service that starts many short
+        # commands would grow the list for ever.
+        for pid, known in list(self.running.items()):
+            if known._popen.returncode is not None and not _group_alive(pid):
+                del self.running[pid]
+        self.running[child.pid] = child
 
-    Called after main's tree has unwound and before the hooks, so that the hooks run with
-    no child left: no child can be started from here on. A second signal cuts the wait
-    short (the scope is a bounded one), but not the reaping.
-    """
-    state.children_closed = True
-    signal_children(state)  # the ones started after the shutdown began
-    children = list(state.children.values())
-    if not children:
-        return
-    with (
-        bounded_scope(),
-        anyio.CancelScope(deadline=to_loop_clock(state.drain_deadline)),
-    ):
+    def signal_all(self) -> None:
+        """Send each child's stop signal to its process group, once. On the loop only.
+
+        Also to the group of a child that has ended already: what it started may still
+        run.
+        """
+        for child in list(self.running.values()):
+            if child._signalled:
+                continue
+            child._signalled = True
+            running = child.returncode is None
+            if not running and not _group_alive(child.pid):
+                continue
+            logger.info(
+                "sending %s to %s %s",
+                _signal_name(child._stop_signal),
+                "child process" if running else "what is left of the process group of",
+                child._describe(),
+            )
+            _signal_group(child, child._stop_signal)
+
+    async def stop_all(self) -> None:
+        """Wait for the children until the drain deadline, then SIGKILL their groups.
+
+        Called after main's tree has unwound and before the hooks, so that the hooks run
+        with no child left: no child can be started from here on. A second signal cuts
+        the wait short (the scope is a bounded one), but not the reaping.
+        """
+        state = self._state
+        self.closed = True
+        self.signal_all()  # the ones started after the shutdown began
+        children = list(self.running.values())
+        if not children:
+            return
+        with (
+            bounded_scope(),
+            anyio.CancelScope(deadline=to_loop_clock(state.drain_deadline)),
+        ):
+            for child in children:
+                await child.wait()
+        left = [child for child in children if child.returncode is None]
+        if left:
+            logger.warning(
+                "%s: killing %d child process(es) still running: %s",
+                "second signal" if state.escalated else "drain time is up",
+                len(left),
+                ", ".join(child._describe() for child in left),
+            )
+        # Every group, also those whose leader has ended: a wrapper's own children may
+        # still be in it.
         for child in children:
-            await child.wait()
-    left = [child for child in children if child.returncode is None]
-    if left:
-        logger.warning(
-            "%s: killing %d child process(es) still running: %s",
-            "second signal" if state.escalated else "drain time is up",
-            len(left),
-            ", ".join(child._describe() for child in left),
-        )
-    # Every group, also those whose leader has ended: a wrapper's own children may
-    # still be in it.
-    for child in children:
-        _signal_group(child, signal.SIGKILL)
-    # Shielded: after a second signal too, the killed children are reaped, not left as
-    # zombies. SIGKILL cannot be ignored, so this is quick unless one is stuck in the
-    # kernel.
-    with anyio.move_on_after(_REAP_TIMEOUT, shield=True):
-        for child in left:
-            await child.wait()
+            _signal_group(child, signal.SIGKILL)
+        # Shielded: after a second signal too, the killed children are reaped, not left
+        # as zombies. SIGKILL cannot be ignored, so this is quick unless one is stuck in
+        # the kernel.
+        with anyio.move_on_after(_REAP_TIMEOUT, shield=True):
+            for child in left:
+                await child.wait()
 
+    def kill_all(self) -> None:
+        """SIGKILL every child's group, from the watchdog, just before the forced exit.
 
-def kill_children(state: ShutdownState) -> None:
-    """SIGKILL every child's group, from the watchdog, just before the forced exit.
-
-    The main thread may be wedged holding any lock, so this takes none, logs nothing and
-    only makes system calls. list() of a dict's values is a single C call.
-    """
-    for child in list(state.children.values()):
-        _signal_group(child, signal.SIGKILL)
+        The main thread may be wedged holding any lock, so this takes none, logs nothing
+        and only makes system calls. list() of a dict's values is a single C call.
+        """
+        for child in list(self.running.values()):
+            _signal_group(child, signal.SIGKILL)
 
 
 def _signal_name(sig: int) -> str:

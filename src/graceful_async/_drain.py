@@ -14,6 +14,8 @@ from ._shutdown import ShutdownState, run_on_this_loop
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
 
+    from ._lifecycle import Lifecycle
+
 T = TypeVar("T")
 
 
@@ -88,8 +90,8 @@ class drain(AsyncIterator[T]):  # lower case: used like a function, as in_flight
         return self
 
     async def __anext__(self) -> T:
-        state = run_on_this_loop()
-        task = None if state is None else state.current_task()
+        run = run_on_this_loop()
+        state, task = (None, None) if run is None else (run.state, run.current_task())
         stream = self._stream
         if stream is not None:
             # Keep the previous item counted across this checkpoint: if the drain phase
@@ -117,16 +119,17 @@ class drain(AsyncIterator[T]):  # lower case: used like a function, as in_flight
                 raise StopAsyncIteration from None
             else:
                 return self._hand_out(state, task, item)
-        return await self._wait_for_item(state, task)
+        return await self._wait_for_item(run, task)
 
-    async def _wait_for_item(self, state: ShutdownState | None, task: object) -> T:
-        if state is None:
+    async def _wait_for_item(self, run: Lifecycle | None, task: object) -> T:
+        if run is None:
             return await self._next()
+        state = run.state
         scope = anyio.CancelScope()
         # Register before the last look at the trigger: the loop cancels every
         # registered wait when it applies the trigger, which it can only do while we
         # await below, so a trigger either shows up here or cancels the wait.
-        state.item_waits.add(scope)
+        run.item_waits.add(scope)
         try:
             if state.stopping:  # a signal between bytecodes
                 raise StopAsyncIteration
@@ -142,7 +145,7 @@ class drain(AsyncIterator[T]):  # lower case: used like a function, as in_flight
             # The loop still ends normally, on every backend; cancellation is
             # level-triggered, so the tree's cancellation hits the next await anyway.
         finally:
-            state.item_waits.discard(scope)
+            run.item_waits.discard(scope)
             state.work_done(scope)  # in flight if the loop cancelled the wait
         raise StopAsyncIteration  # the wait was cancelled: the shutdown has begun
 

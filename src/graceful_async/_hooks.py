@@ -15,7 +15,7 @@ from ._log import logger
 from ._scopes import bounded_scope, check_timeout
 
 if TYPE_CHECKING:
-    from ._shutdown import ShutdownState
+    from ._lifecycle import Lifecycle
 
     if sys.version_info >= (3, 11):
         from typing import TypeVarTuple, Unpack
@@ -195,14 +195,14 @@ def on_shutdown(  # type: ignore[misc]
     return hook
 
 
-async def run_hooks(state: ShutdownState) -> int:
+async def run_hooks(run: Lifecycle) -> int:
     """Run every registered hook, last registered first. Returns how many ran."""
     _registry.close()
     count = 0
     # One at a time off the registry, rather than a copy taken up front, so that a hook
     # can still unregister one that has not run yet.
     while (hook := _registry.take_last()) is not None:
-        await _run_one(state, hook)
+        await _run_one(run, hook)
         count += 1
     return count
 
@@ -216,10 +216,10 @@ def reopened_afterwards() -> Iterator[None]:
         _registry.reopen()
 
 
-async def _run_one(state: ShutdownState, hook: ShutdownHook[Any]) -> None:
+async def _run_one(run: Lifecycle, hook: ShutdownHook[Any]) -> None:
     limit = math.inf if hook.timeout is None else hook.timeout
     started = time.monotonic()
-    state.running_hooks[hook.name] = started
+    run.running_hooks[hook.name] = started
     try:
         with bounded_scope(limit) as scope:
             result = hook.fn(*hook.args)
@@ -230,13 +230,13 @@ async def _run_one(state: ShutdownState, hook: ShutdownHook[Any]) -> None:
         # of its own making (our scope absorbs the ones it causes), the hooks registered
         # before it must still run.
         logger.warning("shutdown hook %s failed", hook.name, exc_info=True)
-        state.finished_hooks.append((hook.name, False))
+        run.finished_hooks.append((hook.name, False))
         return
     finally:
-        del state.running_hooks[hook.name]
+        del run.running_hooks[hook.name]
     took = time.monotonic() - started
-    state.finished_hooks.append((hook.name, not scope.cancelled_caught and took <= limit))
-    if scope.cancelled_caught and state.escalated:
+    run.finished_hooks.append((hook.name, not scope.cancelled_caught and took <= limit))
+    if scope.cancelled_caught and run.state.escalated:
         logger.warning("shutdown hook %s cancelled by a second signal", hook.name)
     elif scope.cancelled_caught:
         logger.warning("shutdown hook %s overran its time limit and was cancelled", hook.name)

@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, final, overload
 import anyio
 
 from ._hooks import Hook, check_hook, name_of
+from ._lifecycle import Event, Lifecycle
 from ._log import logger
-from ._scopes import check_timeout
-from ._shutdown import current_state
+from ._scopes import bounded_scope, check_timeout
+from ._shutdown import current_run
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
-
-    from ._shutdown import ShutdownState
 
     if sys.version_info >= (3, 11):
         from typing import TypeVarTuple, Unpack
@@ -141,8 +140,8 @@ def on_reload(  # type: ignore[misc]
     hook = ReloadHook(fn, args, timeout, name or name_of(fn))
     with _lock:
         _hooks.append(hook)
-    state = current_state()
-    if state is not None and not state.reloads_enabled:
+    run = current_run()
+    if run is not None and run.find(Reloader) is None:
         logger.warning(
             "reload hook %s registered, but run() was given no reload_signal, so nothing "
             "will run it; pass run(..., reload_signal=signal.SIGHUP)",
@@ -152,31 +151,50 @@ def on_reload(  # type: ignore[misc]
 
 
 class Reloader:
-    """The task that runs the reload hooks when the loop passes a reload request on."""
+    """Runs the reload hooks when the reload signal arrives; attached by run() when it
+    is given a ``reload_signal``.
 
-    def __init__(self, state: ShutdownState) -> None:
-        self._state = state
-        state.reloads_enabled = True
-        self._wanted = anyio.Event()
-        self._scope = anyio.CancelScope()
-        self._done = anyio.Event()
+    A task beside main waits for requests. The shutdown's cancel stops it, and it is
+    waited for once main's tree has unwound: a reload never overlaps the shutdown hooks.
+    """
+
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self._lifecycle = lifecycle
+        self._state = lifecycle.state
+        # anyio's scopes and events are made on the loop, as the task starts.
+        self._scope: anyio.CancelScope | None = None
+        self._wanted: anyio.Event | None = None
+        self._done: anyio.Event | None = None
+        lifecycle.run_beside_main("graceful_async reloader", self.run)
+        lifecycle.subscribe(Event.RELOAD, self.request)
+        lifecycle.subscribe(Event.CANCEL, self.stop)
+        lifecycle.subscribe_unwound(self.wait_stopped)
 
     def request(self) -> None:
         """Ask for a reload (on the loop). Requests during a reload make one more."""
         if self._state.trigger is not None:
             logger.info("reload requested during shutdown: ignored")
             return
+        assert self._wanted is not None, "the reloader's task starts before any request"
         self._wanted.set()
 
     def stop(self) -> None:
         """Cancel a reload under way and take no more (the shutdown's cancel)."""
-        self._scope.cancel("shutting down")
+        if self._scope is not None:
+            self._scope.cancel("shutting down")
 
     async def wait_stopped(self) -> None:
         """Wait until the task has ended, after stop()."""
-        await self._done.wait()
+        self.stop()
+        if self._done is not None:
+            with bounded_scope():
+                await self._done.wait()
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:
+        self._lifecycle.own_tasks.add(self._lifecycle.current_task())
+        self._scope = anyio.CancelScope()
+        self._wanted = anyio.Event()
+        self._done = anyio.Event()
         try:
             with self._scope:
                 task_status.started()
@@ -191,11 +209,7 @@ class Reloader:
         with _lock:
             hooks = list(_hooks)
         logger.info("reloading: %d hook(s)", len(hooks))
-        # systemd hears of the reload (and waits for it, with Type=notify-reload) only
-        # once the service has said it is ready: before that, it is still starting.
-        notifier = self._state.notifier if self._state.marked_ready else None
-        if notifier is not None:
-            notifier.reloading()
+        self._lifecycle.emit(Event.RELOADING)
         started = time.monotonic()
         failed = 0
         for hook in hooks:
@@ -203,8 +217,7 @@ class Reloader:
                 logger.info("reload cut short by the shutdown")
                 return
             failed += not await _run_one(hook)
-        if notifier is not None:
-            notifier.ready()
+        self._lifecycle.emit(Event.RELOADED)
         logger.info(
             "reload done in %.3f s%s",
             time.monotonic() - started,

@@ -14,13 +14,14 @@ RELAY_TASK_NAME = "graceful_async relay"
 
 if TYPE_CHECKING:
     from ._backends import TaskLister
-    from ._shutdown import ShutdownState
+    from ._lifecycle import Lifecycle
 
 
 def build_report(
-    state: ShutdownState, why: str, status: int | None, list_tasks: TaskLister | None
+    lifecycle: Lifecycle, why: str, status: int | None, list_tasks: TaskLister | None
 ) -> str:
     """Describe the phase, live tasks, running hooks and every thread's stack."""
+    state = lifecycle.state
     now = time.monotonic()
     trigger = state.trigger.describe() if state.trigger else "none"
     elapsed = f"{now - state.started_at:.2f} s" if state.started_at is not None else "n/a"
@@ -39,12 +40,12 @@ def build_report(
     if in_flight:
         lines.append(f"Units of work still in flight: {in_flight}")
 
-    workers = list(state.running_workers.values())
+    workers = list(lifecycle.running_workers.values())
     if workers:
         lines.append(f"Workers still running ({len(workers)}):")
         lines += [f"  {worker}" for worker in sorted(workers)]
 
-    hooks = dict(state.running_hooks)
+    hooks = dict(lifecycle.running_hooks)
     if hooks:
         lines.append(f"Shutdown hooks still running ({len(hooks)}):")
         lines += [f"  {name} (running for {now - since:.2f} s)" for name, since in hooks.items()]

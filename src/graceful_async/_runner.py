@@ -1,11 +1,13 @@
-"""run(): the phases of a service's life, in the order they happen.
+"""run() and its `Runner`: the phases of a service's life, in the order they happen.
 
     validate -> install handlers -> run main -> (trigger: not ready) -> pre-drain delay
-    -> drain (children get their stop signal) -> cancel main's tree -> stop reloads
-    -> sweep stray tasks -> wait for (or kill) children -> hooks
-    -> wait for non-daemon threads -> restore handlers -> exit status
+    -> drain -> cancel main's tree -> sweep stray tasks -> main unwound (reloads stop,
+    children are stopped) -> hooks -> verdict -> restore handlers -> interpreter exit
 
-The watchdog thread guards everything from the first trigger to the end of run().
+The watchdog thread guards everything from the first trigger to the end of the process.
+This module composes the run: it attaches the features that run()'s options ask for (the
+reload hooks, systemd's notifications) to the run's `Lifecycle`, and the core modules
+never name them.
 """
 
 from __future__ import annotations
@@ -15,25 +17,24 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from math import inf
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import anyio
 
 from . import _hooks
 from ._backends import backend_named
-from ._children import signal_children, stop_children
 from ._config import RunConfig, make_config
-from ._exit import Outcome, decide, remove_quiet_hook
-from ._lifecycle import Lifecycle, Phase
+from ._exit import Outcome, Verdict, decide, remove_quiet_hook
+from ._lifecycle import Event, Lifecycle, Phase
 from ._log import logger
 from ._reload import Reloader
 from ._report import RELAY_TASK_NAME
 from ._scopes import bounded_scope, to_loop_clock
 from ._shutdown import ShutdownState, Trigger, active_run, set_ready
-from ._signals import forward_signals, handlers_installed, wakeup_fd_chained
-from ._systemd import Notifier
+from ._signals import InstalledHandlers, forward_signals, handlers_installed, wakeup_fd_chained
+from ._systemd import SystemdNotifications
 from ._watchdog import FORCED_EXIT_STATUS, Watchdog, dismiss_exit_guards, guard_interpreter_exit
 
 if TYPE_CHECKING:
@@ -173,129 +174,173 @@ def run(
     )
     remove_quiet_hook()
     dismiss_exit_guards()
-    escaped: list[BaseException] = []
-    state = ShutdownState(
-        config.grace, config.drain, config.pre_drain_delay, Notifier.from_environ()
-    )
-    lifecycle = Lifecycle(state)
-    # The handlers outlive the watchdog: a signal while it is joined is still ours.
-    with (
-        active_run(state),
-        _hooks.reopened_afterwards(),
-        handlers_installed(
-            state, config.signals, config.dump_signal, config.reload_signal
-        ) as handlers,
-        Watchdog(state, config.signals) as watchdog,
-    ):
-
-        def on_escape(exc: BaseException) -> None:
-            # From a hook, it is that hook's failure, which the hooks' runner logs (as
-            # on trio, where it never leaves the loop), not the program's outcome.
-            if state.phase is Phase.HOOKS:
-                return
-            escaped.append(exc)
-            state.trigger_shutdown(_trigger_for(Outcome.of(exc)))
-
-        loop_backend = backend_named(config.backend)
-        outcome = loop_backend.run(
-            config.backend_options,
-            lambda: _supervise(
-                state, lifecycle, watchdog, config, bool(handlers.handled), lambda: main(*args)
-            ),
-            on_escape,
-        )
-        if config.fast_exit and (freed := loop_backend.free_cycles()) is not None:
-            logger.info("fast exit: freed the reference cycles of %d cancelled task(s)", freed)
-        outcome.adopt(escaped)
-        trigger = state.trigger
-        assert trigger is not None
-        assert state.started_at is not None
-        verdict = decide(outcome, trigger, config.exit_codes, bool(state.failed_workers))
-        if not state.claim_end():
-            # The watchdog got there first and is ending the process with the forced
-            # status: logging the status that run() would have given would be a lie.
-            threading.Event().wait()
-        logger.info(
-            "shutdown complete in %.3f s; exit status: %s",
-            time.monotonic() - state.started_at,
-            verdict.description,
-        )
-        if not verdict.returns:
-            # The program ends: until the deadline, a further signal must not.
-            handlers.keep_ours(state.deadline, state.grace)
-    # The status only run() decided: where run() returns, what the program does next
-    # decides it, and a forced exit says "did not stop in time" instead.
-    status = FORCED_EXIT_STATUS if verdict.returns else verdict.status
-    lifecycle.enter(Phase.INTERPRETER_EXIT)
-    guard_interpreter_exit(state, config.signals, status, verdict.dies_by)
-    return verdict.conclude()  # type: ignore[no-any-return]
+    return Runner(config).run(lambda: main(*args))
 
 
-async def _supervise(
-    state: ShutdownState,
-    lifecycle: Lifecycle,
-    watchdog: Watchdog,
-    config: RunConfig,
-    handled: bool,
-    call_main: Callable[[], Awaitable[Any]],
-    sweep: bool = True,
-) -> Outcome:
-    """Run main through the phases, up to the end of the hooks, on the running loop.
+@final
+class Runner:
+    """One run of a service: the phases from start-up to the verdict.
 
-    ``sweep=False`` leaves tasks outside main's tree alone: under
-    `graceful_async.testing` those are the test's own, and a program's plain asyncio
-    tasks cannot be told apart from them.
+    `run()` drives one to the end of the process (`run`); `graceful_async.testing`
+    drives one inside a test's own event loop (`activated`, then `supervise` and
+    `verdict`), as `asyncio.Runner` and anyio's test runner are the seams of theirs.
+
+    Args:
+        config: The validated options of `run()`.
+        install_handlers: Route the shutdown signals to the run. Off in tests, which
+            feed signals to `ShutdownState.signal_received` themselves.
+        sweep_stray_tasks: At the end, cancel the asyncio tasks that live outside
+            main's tree. Off in tests, where those are the test's own.
+        notify_systemd: Speak systemd's notify protocol when ``NOTIFY_SOCKET`` asks.
+        force: What the watchdog calls at the deadline with the stuck report and the
+            status; by default it ends the process.
     """
-    backend = backend_named(config.backend)
-    watchdog.list_tasks = backend.task_lister()
-    state.current_task = backend.current_task_getter()
-    if state.requested is None:  # graceful_async.testing makes it before it yields
-        state.requested = anyio.Event()
-    outcome = Outcome()
-    main_scope = anyio.CancelScope()
-    reloader = Reloader(state) if config.reload_signal is not None else None
-    relay = _Relay(state, lifecycle, main_scope, handled, reloader)
-    # "running" from here on: the relay may apply a trigger (a signal that came during
-    # start-up) as soon as it has started, even before main does, and it begins the
-    # drain only from a running phase. Cancelling main's scope before main enters it
-    # still cancels main at its first checkpoint.
-    lifecycle.enter(Phase.RUNNING)
-    async with anyio.create_task_group() as tg:
-        await tg.start(relay.run, name=RELAY_TASK_NAME)
-        if reloader is not None:
-            await tg.start(reloader.run, name="graceful_async reloader")
-        relay.apply()
-        if config.ready_on_start:
-            set_ready()
-        try:
-            with main_scope:
-                outcome.value = await call_main()
-        except BaseException as exc:
-            # Everything that escapes main is the program's own outcome, even a
-            # cancellation that main caused itself (awaiting a task it cancelled).
-            outcome.capture(exc)
-        relay.main_done = True
-        state.trigger_shutdown(_trigger_for(outcome))
-        relay.apply()
-        if reloader is not None:
-            # A reload never overlaps the shutdown hooks.
-            reloader.stop()
-            with bounded_scope():
-                await reloader.wait_stopped()
 
-        stray = []
-        if sweep:
-            stray = backend.cancel_stray_tasks({state.current_task(), relay.task})
-            with bounded_scope():
-                await backend.wait_for_tasks(stray)
-        await stop_children(state)
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        install_handlers: bool = True,
+        sweep_stray_tasks: bool = True,
+        notify_systemd: bool = True,
+        force: Callable[[str, int], object] | None = None,
+    ) -> None:
+        self.config = config
+        self.state = ShutdownState(config.grace, config.drain, config.pre_drain_delay)
+        self.lifecycle = Lifecycle(self.state)
+        self._install_handlers = install_handlers
+        self._sweep = sweep_stray_tasks
+        self._notify_systemd = notify_systemd
+        self._force = force
+        self._handlers = InstalledHandlers()
+        self._watchdog: Watchdog | None = None
+        self._escaped: list[BaseException] = []
 
-        done = f"main's task tree unwound; {len(stray)} stray task(s) cancelled"
-        lifecycle.enter(Phase.HOOKS, done)
-        count = await _hooks.run_hooks(state)
-        tg.cancel_scope.cancel()
-    lifecycle.enter(Phase.EXITING, f"{count} hook(s) ran")
-    return outcome
+    @contextmanager
+    def activated(self) -> Iterator[Runner]:
+        """Make this the process's active run, with its handlers and its watchdog.
+
+        Raises:
+            RuntimeError: If another run is active.
+        """
+        config, lifecycle = self.config, self.lifecycle
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(active_run(lifecycle))
+            stack.enter_context(_hooks.reopened_afterwards())
+            if self._notify_systemd:
+                SystemdNotifications.attach(lifecycle)
+            if config.reload_signal is not None:
+                lifecycle.attached(Reloader)
+            if self._install_handlers:
+                # The handlers outlive the watchdog: a signal while it is joined is ours.
+                self._handlers = stack.enter_context(
+                    handlers_installed(
+                        self.state, config.signals, config.dump_signal, config.reload_signal
+                    )
+                )
+            signals = config.signals if self._install_handlers else ()
+            self._watchdog = stack.enter_context(Watchdog(lifecycle, signals, self._force))
+            yield self
+
+    def run(self, call_main: Callable[[], Awaitable[T]]) -> T:
+        """Run main on a new event loop to the end, and conclude as the verdict says."""
+        config, state = self.config, self.state
+        with self.activated():
+            backend = backend_named(config.backend)
+            outcome = backend.run(
+                config.backend_options, lambda: self.supervise(call_main), self._escape
+            )
+            if config.fast_exit and (freed := backend.free_cycles()) is not None:
+                logger.info("fast exit: freed the reference cycles of %d cancelled task(s)", freed)
+            outcome.adopt(self._escaped)
+            verdict = self.verdict(outcome)
+            assert state.started_at is not None
+            if not state.claim_end():
+                # The watchdog got there first and is ending the process with the forced
+                # status: logging the status that run() would have given would be a lie.
+                threading.Event().wait()
+            logger.info(
+                "shutdown complete in %.3f s; exit status: %s",
+                time.monotonic() - state.started_at,
+                verdict.description,
+            )
+            if not verdict.returns:
+                # The program ends: until the deadline, a further signal must not.
+                self._handlers.keep_ours(state.deadline, state.grace)
+        # The status only run() decided: where run() returns, what the program does next
+        # decides it, and a forced exit says "did not stop in time" instead.
+        status = FORCED_EXIT_STATUS if verdict.returns else verdict.status
+        self.lifecycle.enter(Phase.INTERPRETER_EXIT)
+        guard_interpreter_exit(self.lifecycle, config.signals, status, verdict.dies_by)
+        return verdict.conclude()  # type: ignore[no-any-return]
+
+    def verdict(self, outcome: Outcome) -> Verdict:
+        """How the run ends, decided once: every reader of the status reads this."""
+        trigger = self.state.trigger
+        assert trigger is not None
+        failed = bool(self.lifecycle.failed_workers)
+        return decide(outcome, trigger, self.config.exit_codes, failed)
+
+    def _escape(self, exc: BaseException) -> None:
+        # An exception that escaped the loop in a task outside main's reach (asyncio's
+        # exception handler saw it). From a hook, it is that hook's failure, which the
+        # hooks' runner logs (as on trio, where it never leaves the loop), not the
+        # program's outcome.
+        if self.state.phase is Phase.HOOKS:
+            return
+        self._escaped.append(exc)
+        self.state.trigger_shutdown(_trigger_for(Outcome.of(exc)))
+
+    async def supervise(self, call_main: Callable[[], Awaitable[Any]]) -> Outcome:
+        """Run main through the phases, up to the end of the hooks, on the running loop."""
+        state, lifecycle, config = self.state, self.lifecycle, self.config
+        assert self._watchdog is not None, "supervise() needs activated()"
+        backend = backend_named(config.backend)
+        self._watchdog.list_tasks = backend.task_lister()
+        lifecycle.current_task = backend.current_task_getter()
+        if lifecycle.requested is None:  # graceful_async.testing makes it before it yields
+            lifecycle.requested = anyio.Event()
+        outcome = Outcome()
+        main_scope = anyio.CancelScope()
+        relay = _Relay(lifecycle, main_scope, bool(self._handlers.handled))
+        # "running" from here on: the relay may apply a trigger (a signal that came during
+        # start-up) as soon as it has started, even before main does, and it begins the
+        # drain only from a running phase. Cancelling main's scope before main enters it
+        # still cancels main at its first checkpoint.
+        lifecycle.enter(Phase.RUNNING)
+        async with anyio.create_task_group() as tg:
+            lifecycle.own_tasks.add(lifecycle.current_task())
+            # The features' tasks first: the relay may pass them a request at once.
+            for name, task in lifecycle.tasks_beside_main:
+                await tg.start(task, name=name)
+            await tg.start(relay.run, name=RELAY_TASK_NAME)
+            relay.apply()
+            if config.ready_on_start:
+                set_ready()
+            try:
+                with main_scope:
+                    outcome.value = await call_main()
+            except BaseException as exc:
+                # Everything that escapes main is the program's own outcome, even a
+                # cancellation that main caused itself (awaiting a task it cancelled).
+                outcome.capture(exc)
+            relay.main_done = True
+            state.trigger_shutdown(_trigger_for(outcome))
+            relay.apply()
+
+            stray = []
+            if self._sweep:
+                stray = backend.cancel_stray_tasks(lifecycle.own_tasks)
+                with bounded_scope():
+                    await backend.wait_for_tasks(stray)
+            await lifecycle.unwound()
+
+            done = f"main's task tree unwound; {len(stray)} stray task(s) cancelled"
+            lifecycle.enter(Phase.HOOKS, done)
+            count = await _hooks.run_hooks(lifecycle)
+            tg.cancel_scope.cancel()
+        lifecycle.enter(Phase.EXITING, f"{count} hook(s) ran")
+        return outcome
 
 
 def _trigger_for(outcome: Outcome) -> Trigger:
@@ -311,51 +356,44 @@ def _trigger_for(outcome: Outcome) -> Trigger:
 class _Relay:
     """Applies what the signal handlers and other threads recorded, on the loop."""
 
-    def __init__(
-        self,
-        state: ShutdownState,
-        lifecycle: Lifecycle,
-        main_scope: anyio.CancelScope,
-        handled: bool,
-        reloader: Reloader | None = None,
-    ) -> None:
-        self._state = state
+    def __init__(self, lifecycle: Lifecycle, main_scope: anyio.CancelScope, handled: bool) -> None:
         self._lifecycle = lifecycle
-        self._reloader = reloader
-        self._reloads_seen = 0
+        self._state = lifecycle.state
         self._handled = handled
         self._main_scope = main_scope
+        # What this relay has passed on already, each once: these follow from the core's
+        # facts (a trigger, the armed time, the escalation, the reload count).
         self._announced = False
         self._announced_armed = False
         self._applied_escalation = False
-        self.main_done = False
+        self._reloads_seen = 0
         self._drain_began_with = 0
-        self.task: object = None
+        self.main_done = False
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:
-        self.task = self._state.current_task()
-        state = self._state
+        lifecycle = self._lifecycle
+        lifecycle.own_tasks.add(lifecycle.current_task())
         # Set from the loop, so that it chains onto the wake-up fd trio or uvloop set as
         # their loop started, and is put back before they take theirs down.
-        chained = wakeup_fd_chained(state.loop_waker.fileno()) if self._handled else None
+        waker = self._state.loop_waker
+        chained = wakeup_fd_chained(waker.fileno()) if self._handled else None
         with chained or contextlib.nullcontext(-1) as previous:
-            state.forward_fd = previous
+            lifecycle.forward_fd = previous
             task_status.started()
             try:
                 await self._relay()
             finally:
-                state.forward_fd = -1
+                lifecycle.forward_fd = -1
 
     async def _relay(self) -> None:
-        state = self._state
+        state, lifecycle = self._state, self._lifecycle
         waker = state.loop_waker
-        notifier = state.notifier
         while True:
-            # Pinged from the loop itself: a loop that is blocked stops pinging, and
-            # systemd then restarts the service, which is the point of its watchdog.
-            next_ping = notifier.ping_if_due() if notifier is not None else inf
+            # Asked at every wake-up, and the features' timers may act then: systemd's
+            # watchdog pings come from the loop itself, so that a blocked loop stops
+            # pinging and systemd restarts the service, which is the point of its watchdog.
+            wake_by = lifecycle.next_wake_up()
             # Also wake up when the pre-drain delay or the drain phase ends.
-            wake_by = next_ping
             if state.phase is Phase.PRE_DRAIN:
                 wake_by = min(wake_by, state.drain_begins_at)
             elif state.phase is Phase.DRAINING:
@@ -364,37 +402,39 @@ class _Relay:
                 await anyio.wait_readable(waker.reader)
             # One read per wake-up: under a flood of signals a loop until empty might
             # not end. What is left keeps the socket readable for the next turn.
-            forward_signals(waker.read_some(), state.forward_fd)
+            forward_signals(waker.read_some(), lifecycle.forward_fd)
             self.apply()
 
     def apply(self) -> None:
-        state = self._state
+        state, lifecycle = self._state, self._lifecycle
         trigger = state.trigger
         if trigger is not None and not self._announced:
             self._announce(trigger)
-        if trigger is not None and not state.drain_began and (self.main_done or state.stopping):
+        if (
+            trigger is not None
+            and not state.phase.drain_has_begun
+            and (self.main_done or state.stopping)
+        ):
             self._begin_drain()
         if state.phase is Phase.DRAINING:
             self._maybe_end_drain(trigger)
         if state.armed and not self._announced_armed:
-            # A signal after main returned: the stop is now bounded, and systemd, which
-            # sent that signal and started its stop timeout, must wait for it.
+            # A signal after main returned: the stop is now bounded.
             self._announced_armed = True
-            if state.notifier is not None:
-                state.notifier.extend_timeout(state.deadline - time.monotonic())
-        if self._reloads_seen != state.reloads_requested and self._reloader is not None:
+            lifecycle.emit(Event.ARMED)
+        if self._reloads_seen != state.reloads_requested:
             self._reloads_seen = state.reloads_requested
-            self._reloader.request()
+            lifecycle.emit(Event.RELOAD)
         # Pull open cleanup scopes in to the soft deadline at every wake-up, not only the
         # first: another thread may still be setting the deadline when we first see the
         # trigger, and a signal after main returned sets it later.
         deadline = to_loop_clock(state.soft_deadline)
-        for scope in state.bounded_scopes:
+        for scope in lifecycle.bounded_scopes:
             scope.deadline = min(scope.deadline, deadline)
         if state.escalated and not self._applied_escalation:
             self._applied_escalation = True
             logger.warning("second signal: cancelling everything still running, exiting within 1 s")
-            for scope in list(state.bounded_scopes):
+            for scope in list(lifecycle.bounded_scopes):
                 scope.cancel("second signal")
 
     def _announce(self, trigger: Trigger) -> None:
@@ -404,29 +444,26 @@ class _Relay:
         state = self._state
         self._announced = True
         logger.info("%s, shutting down (grace %.1f s)", trigger.headline(), state.grace)
-        if state.notifier is not None:
-            state.notifier.stopping(trigger.describe(), state.deadline - time.monotonic())
+        self._lifecycle.emit(Event.STOPPING)
         delay = state.drain_begins_at - time.monotonic()
         if state.phase is Phase.RUNNING and delay > 0 and not self.main_done:
             logger.info("not ready; still serving for the pre-drain delay (%.1f s)", delay)
             self._lifecycle.enter(Phase.PRE_DRAIN)
 
     def _begin_drain(self) -> None:
-        state = self._state
-        state.drain_began = True
-        assert state.requested is not None
-        state.requested.set()
+        state, lifecycle = self._state, self._lifecycle
         # drain() loops waiting for their next item stop waiting: they take no more.
         # Until each has woken up it counts as in flight: the source may already
         # have handed it an item, which must then get its drain time too.
-        for scope in list(state.item_waits):
+        for scope in list(lifecycle.item_waits):
             state.in_flight.add(scope)
             scope.cancel("shutdown requested: no new work")
-        signal_children(state)
-        if state.phase in (Phase.RUNNING, Phase.PRE_DRAIN):
-            self._drain_began_with = len(state.in_flight)
-            delay_over = "delay over" if state.phase is Phase.PRE_DRAIN else ""
-            self._lifecycle.enter(Phase.DRAINING, delay_over)
+        self._drain_began_with = len(state.in_flight)
+        delay_over = "delay over" if state.phase is Phase.PRE_DRAIN else ""
+        lifecycle.enter(Phase.DRAINING, delay_over)
+        assert lifecycle.requested is not None
+        lifecycle.requested.set()
+        lifecycle.emit(Event.DRAIN_BEGINS)
 
     def _maybe_end_drain(self, trigger: Trigger | None) -> None:
         # The drain phase: the trigger is known, but main's tree keeps running so that the
@@ -449,5 +486,4 @@ class _Relay:
         # Log the drain phase only if it had something to wait for.
         self._lifecycle.enter(Phase.CANCELLING, why if self._drain_began_with else "")
         self._main_scope.cancel(trigger.describe())
-        if self._reloader is not None:
-            self._reloader.stop()
+        self._lifecycle.emit(Event.CANCEL)

@@ -82,22 +82,16 @@ def bounded_scope(seconds: float = math.inf) -> Iterator[anyio.CancelScope]:
     While a run() is active the scope is registered with it: its deadline is pulled in
     when the shutdown starts, and a second signal cancels it at once.
     """
-    state = run_on_this_loop()
-    if state is not None:
-        seconds = min(seconds, state.time_left())
+    run = run_on_this_loop()
+    if run is not None:
+        seconds = min(seconds, run.state.time_left())
     scope = anyio.CancelScope(shield=True, deadline=loop_deadline(seconds))
-    if state is None:
+    if run is None:
         with scope:
             yield scope
         return
-    state.bounded_scopes.add(scope)
-    if state.escalated:
-        scope.cancel("second signal")
-    try:
-        with scope:
-            yield scope
-    finally:
-        state.bounded_scopes.discard(scope)
+    with run.bounded(scope), scope:
+        yield scope
 
 
 @final

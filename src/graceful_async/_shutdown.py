@@ -13,22 +13,17 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 # Not `import anyio.lowlevel`, which would load anyio's core at import time: anyio
 # loads its submodules on first use, as attributes.
-import anyio
-
-from ._lifecycle import Phase
+from ._lifecycle import Event, Phase
 
 if TYPE_CHECKING:
-    from anyio import CancelScope, Event
-
-    from ._children import ChildProcess
-    from ._systemd import Notifier
+    from ._lifecycle import Lifecycle
 
 TriggerKind = Literal["signal", "request", "exit", "error", "failure", "return"]
 
@@ -74,7 +69,7 @@ class Trigger:
         return self.describe()
 
 
-class _Waker:
+class Waker:
     """A socket pair: the write side may be poked from signal handlers and other threads.
 
     A non-blocking send() is async-signal-safe and takes no Python-level lock. When the
@@ -119,75 +114,50 @@ class _Waker:
 
 
 class ShutdownState:
-    """The state of one active run(). Created by run(), fed by the signal handlers."""
+    """The core of one active run(): what the signal handlers and other threads write.
 
-    def __init__(
-        self,
-        grace: float,
-        drain: float = 0.0,
-        pre_drain_delay: float = 0.0,
-        notifier: Notifier | None = None,
-    ) -> None:
+    Each field says which thread writes it. What only the loop writes lives in its
+    `Lifecycle`; the one field written from there is the phase, which other threads read.
+    """
+
+    def __init__(self, grace: float, drain: float = 0.0, pre_drain_delay: float = 0.0) -> None:
+        # Written once, here, by run()'s thread.
         self.grace = grace
         self.drain = drain
         self.pre_drain_delay = pre_drain_delay
-        #: Tells systemd about readiness and the stop, when NOTIFY_SOCKET asks for it.
-        self.notifier = notifier
+        self.loop_thread = threading.get_ident()
+        self.loop_waker = Waker()
+        self.watchdog_waker = Waker()
+        #: Our Python-level handler for the shutdown signals; written by run()'s thread as
+        #: it installs the handlers, read by the watchdog.
+        self.signal_handler: object = None
+        #: Where the run is. Written by its `Lifecycle` only (on the loop, then by run()'s
+        #: thread after the loop); read from any thread.
+        self.phase = Phase.STARTING
+        self.phase_started = time.monotonic()
         #: Whether the program said it is ready (set_ready(), or main starting). Written
         #: once, from any thread.
         self.marked_ready = False
-        #: Set by the loop when the drain phase has begun (after the pre-drain delay).
-        self.drain_began = False
-        #: Where the run is; written by its `Lifecycle` only (on the loop, then in run()),
-        #: read from any thread.
-        self.phase = Phase.STARTING
-        self.phase_started = time.monotonic()
-        self.running_hooks: dict[str, float] = {}
-        #: Each shutdown hook that ran, in order, and whether it succeeded in time.
-        self.finished_hooks: list[tuple[str, bool]] = []
-        #: Shielded scopes (cleanup scopes and hooks) to clamp and cancel. Loop thread only.
-        self.bounded_scopes: set[CancelScope] = set()
         #: Units of work in flight (in_flight() blocks, items handed out by drain()).
         #: Changed from any thread with set.add()/discard(), single C calls.
         self.in_flight: set[object] = set()
-        #: Cancel scopes of drain() loops waiting for their next item. Loop thread only.
-        self.item_waits: set[CancelScope] = set()
-        #: The backend's current-task function, for drain()'s per-task bookkeeping.
-        self.current_task: Callable[[], object] = lambda: None
-        #: Set by the loop once it has seen the trigger; wait_shutdown_requested() waits on it.
-        self.requested: Event | None = None
-        #: Workers whose failure was not restarted: any makes the exit status 1.
-        self.failed_workers: list[str] = []
-        #: The workers running now, by a token of their own, for the stuck report.
-        self.running_workers: dict[object, str] = {}
-        #: Child processes from start_child(), by pid (= process group), until their
-        #: group is empty. Changed on the loop only; the watchdog reads a list() of it.
-        self.children: dict[int, ChildProcess] = {}
-        #: Set once the children are being stopped: no new child may start then.
-        self.children_closed = False
-        #: The wake-up fd that ours (the loop waker) replaced, to which the loop passes
-        #: signal bytes on (-1: none). Written and read by the loop only.
-        self.forward_fd = -1
-        #: Our Python-level handler for the shutdown signals, once installed.
-        self.signal_handler: object = None
-        self.loop_thread = threading.get_ident()
-        self.loop_waker = _Waker()
-        self.watchdog_waker = _Waker()
+        #: How many reloads were asked for so far; written only by the reload handler.
+        self.reloads_requested = 0
         # A signal handler can interrupt another one (or request_shutdown() in a thread)
         # between any two bytecodes, and it may take no lock. So nothing here is ever
         # read-modified-written: the deadlines are derived from times that are each
         # written once, the trigger carries its own time, and "who was first" is decided
         # by single C calls, list.append() and next() on a counter. Once a trigger is
         # visible, everything derived from it is too.
+        #: The triggers, first one first: appended by any thread and the signal handler.
         self._triggers: list[Trigger] = []
+        #: Counters: next() is one C call, so two handlers never draw the same number.
         self._signal_numbers = itertools.count(1)
+        self._reload_numbers = itertools.count(1)
+        #: When a signal or request after main returned bounded the rest; when a second
+        #: signal came. Each written once, by the signal handler or any thread.
         self._armed_at: float | None = None
         self._escalated_at: float | None = None
-        self._reload_numbers = itertools.count(1)
-        #: How many reloads were asked for so far; written only by the reload handler.
-        self.reloads_requested = 0
-        #: Whether run() was given a reload_signal (and so runs the reload hooks).
-        self.reloads_enabled = False
         # Taken once, by whichever ends the run: run() as it concludes (main thread) or
         # the watchdog as it forces the exit (watchdog thread). The other stands down,
         # so the status logged is the status the process ends with.
@@ -234,25 +204,11 @@ class ShutdownState:
         self.reloads_requested = next(self._reload_numbers)
         self.loop_waker.poke()
 
-    async def wait_requested(self) -> None:
-        """Return once the drain has begun (at once if it has). On the loop only."""
-        if not self.stopping and self.requested is not None:
-            # The loop sets the event when the drain begins, which happens after any
-            # trigger set between the check above and this wait.
-            await self.requested.wait()
-        else:
-            await anyio.lowlevel.checkpoint()
-
     def work_done(self, unit: object) -> None:
         """Take ``unit`` off the in-flight set; the last one out ends the drain phase."""
         self.in_flight.discard(unit)
         if not self.in_flight and self.phase is Phase.DRAINING:
             self.loop_waker.poke()
-
-    def worker_failed(self, description: str) -> None:
-        """A worker gave up: exit status 1, and the shutdown starts if it had not."""
-        self.failed_workers.append(description)
-        self.trigger_shutdown(Trigger("failure", reason=description, exit_code=1))
 
     def claim_end(self) -> bool:
         """Claim the end of the run; False if it was claimed already. Not for handlers."""
@@ -346,7 +302,7 @@ class ShutdownState:
         # drain() asks for every item: the common answer (no trigger) costs one check.
         if not self._triggers:
             return False
-        return self.drain_began or time.monotonic() >= self.drain_begins_at
+        return self.phase.drain_has_begun or time.monotonic() >= self.drain_begins_at
 
     @property
     def ready(self) -> bool:
@@ -360,8 +316,6 @@ class ShutdownState:
     def close(self) -> None:
         self.loop_waker.close()
         self.watchdog_waker.close()
-        if self.notifier is not None:
-            self.notifier.close()
 
 
 def exit_reserve(grace: float) -> float:
@@ -370,8 +324,8 @@ def exit_reserve(grace: float) -> float:
 
 
 # The active run, if any. Set and cleared by run() under _active_lock; read without the
-# lock (a single attribute read) by request_shutdown(), the signal handlers and the scopes.
-_active: ShutdownState | None = None
+# lock (a single attribute read) by request_shutdown(), the scopes and the features.
+_active: Lifecycle | None = None
 _active_lock = threading.Lock()
 # The last run that ended, until the next one begins. After run() returns, the
 # interpreter still waits for non-daemon threads, which must go on seeing the shutdown.
@@ -379,25 +333,36 @@ _ended: ShutdownState | None = None
 
 
 def current_state() -> ShutdownState | None:
+    """The active run's core, from any thread."""
+    run = _active
+    return None if run is None else run.state
+
+
+def current_run() -> Lifecycle | None:
+    """The active run, from any thread: to read, or to act on from its loop only."""
     return _active
 
 
-def run_on_this_loop() -> ShutdownState | None:
+def run_on_this_loop() -> Lifecycle | None:
     """The active run, if this thread runs its event loop; else None.
 
     An event loop in another thread (a worker thread's own anyio.run(), say) is not the
     one run() shuts down, so there its scopes, drains and workers behave as outside run().
     """
-    state = _active
-    if state is None or state.loop_thread != threading.get_ident():
+    run = _active
+    if run is None or run.loop_thread != threading.get_ident():
         return None
-    return state
+    return run
 
 
 @contextmanager
-def active_run(state: ShutdownState) -> Iterator[ShutdownState]:
-    """Make ``state`` the process's one active run for the duration of the block."""
+def active_run(run: Lifecycle) -> Iterator[Lifecycle]:
+    """Make ``run`` the process's one active run for the duration of the block.
+
+    When the block ends, the features that attached to it hear `Event.ENDED`.
+    """
     global _active, _ended  # noqa: PLW0603
+    state = run.state
     with _active_lock:
         if _active is not None:
             state.close()
@@ -406,21 +371,24 @@ def active_run(state: ShutdownState) -> Iterator[ShutdownState]:
                 "it owns the signal handlers and the exit status, so only one run() "
                 "may be active at a time"
             )
-        _active = state
+        _active = run
         _ended = None
     try:
-        yield state
+        yield run
     finally:
         with _active_lock:
             _active = None
             _ended = state
-        state.close()
+        try:
+            run.emit(Event.ENDED)
+        finally:
+            state.close()
 
 
 def _observed() -> ShutdownState | None:
     """The run that the shutdown queries describe: the active one, else the last one."""
-    state = _active
-    return state if state is not None else _ended
+    run = _active
+    return run.state if run is not None else _ended
 
 
 def request_shutdown(reason: str | None = None, *, exit_code: int = 0) -> None:
@@ -449,7 +417,7 @@ def request_shutdown(reason: str | None = None, *, exit_code: int = 0) -> None:
     if reason is not None and not isinstance(reason, str):
         raise TypeError(f"reason must be a string or None, got {reason!r}")
     check_exit_code("exit_code", exit_code)
-    state = _active
+    state = current_state()
     if state is None:
         raise RuntimeError(
             "request_shutdown() needs an active graceful_async.run(); "
@@ -546,13 +514,13 @@ async def wait_shutdown_requested() -> None:
                 await peers.broadcast("leaving")
         ```
     """
-    state = run_on_this_loop()
-    if state is None:
+    run = run_on_this_loop()
+    if run is None:
         raise RuntimeError(
             "wait_shutdown_requested() needs an active graceful_async.run() and must be "
             "awaited on its event loop; other threads can poll shutdown_requested()"
         )
-    await state.wait_requested()
+    await run.wait_requested()
 
 
 def set_ready() -> None:
@@ -577,17 +545,17 @@ def set_ready() -> None:
         graceful_async.run(main, ready_on_start=False)
         ```
     """
-    state = _active
-    if state is None:
+    run = _active
+    if run is None:
         raise RuntimeError(
             "set_ready() needs an active graceful_async.run(); "
             "call it from the program that run() is running"
         )
+    state = run.state
     if state.marked_ready or state.trigger is not None:
         return
     state.marked_ready = True
-    if state.notifier is not None:
-        state.notifier.ready()
+    run.emit(Event.READY)
 
 
 def is_ready() -> bool:
@@ -608,7 +576,7 @@ def is_ready() -> bool:
             return PlainTextResponse("ok" if ready else "draining", 200 if ready else 503)
         ```
     """
-    state = _active
+    state = current_state()
     return state is not None and state.ready
 
 

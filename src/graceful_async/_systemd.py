@@ -13,7 +13,9 @@ import math
 import os
 import time
 from collections.abc import Mapping
+from typing import final
 
+from ._lifecycle import Event, Lifecycle
 from ._log import logger
 
 NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
@@ -93,6 +95,59 @@ class Notifier:
 
     def close(self) -> None:
         self._socket.close()
+
+
+@final
+class SystemdNotifications:
+    """Tells systemd how the run goes: attached by run() when ``NOTIFY_SOCKET`` asks.
+
+    READY=1 when the service is marked ready; STOPPING=1 at the first trigger, with the
+    time the stop may take; more time when a signal after main returned bounds the
+    rest; RELOADING=1 and READY=1 around a reload; WATCHDOG=1 pings from the loop.
+    """
+
+    def __init__(self, lifecycle: Lifecycle, notifier: Notifier) -> None:
+        self._state = lifecycle.state
+        self._notifier = notifier
+        self._reloading = False
+        lifecycle.subscribe(Event.READY, notifier.ready)
+        lifecycle.subscribe(Event.STOPPING, self._stopping)
+        lifecycle.subscribe(Event.ARMED, self._armed)
+        lifecycle.subscribe(Event.RELOADING, self._reload_begins)
+        lifecycle.subscribe(Event.RELOADED, self._reload_done)
+        lifecycle.subscribe(Event.ENDED, notifier.close)
+        # Pinged from the loop itself: a loop that is blocked stops pinging, and systemd
+        # then restarts the service, which is the point of its watchdog.
+        lifecycle.wake_me(notifier.ping_if_due)
+
+    @classmethod
+    def attach(
+        cls, lifecycle: Lifecycle, environ: Mapping[str, str] = os.environ
+    ) -> SystemdNotifications | None:
+        """Attach to ``lifecycle`` if the environment asks for notifications."""
+        notifier = Notifier.from_environ(environ)
+        return None if notifier is None else cls(lifecycle, notifier)
+
+    def _stopping(self) -> None:
+        state = self._state
+        assert state.trigger is not None
+        self._notifier.stopping(state.trigger.describe(), state.deadline - time.monotonic())
+
+    def _armed(self) -> None:
+        # systemd sent that signal and started its stop timeout: it must wait for us.
+        self._notifier.extend_timeout(self._state.deadline - time.monotonic())
+
+    def _reload_begins(self) -> None:
+        # systemd hears of the reload (and waits for it, with Type=notify-reload) only
+        # once the service has said it is ready: before that, it is still starting.
+        self._reloading = self._state.marked_ready
+        if self._reloading:
+            self._notifier.reloading()
+
+    def _reload_done(self) -> None:
+        if self._reloading:
+            self._reloading = False
+            self._notifier.ready()
 
 
 def _extension(seconds_left: float) -> dict[str, object]:

@@ -13,14 +13,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ._children import kill_children
+from ._lifecycle import Event
 from ._report import build_report
 
 if TYPE_CHECKING:
     import socket
 
     from ._backends import TaskLister
-    from ._shutdown import ShutdownState
+    from ._lifecycle import Lifecycle
 
 FORCED_EXIT_STATUS = 124
 """The exit status of a process that was ended because it did not stop in time.
@@ -43,11 +43,12 @@ class Watchdog:
 
     def __init__(
         self,
-        state: ShutdownState,
+        lifecycle: Lifecycle,
         signals: Iterable[int] = (),
         force: Callable[[str, int], object] | None = None,
     ) -> None:
-        self._state = state
+        self._lifecycle = lifecycle
+        self._state = lifecycle.state
         self._signals = set(signals)
         self._force = force or force_exit
         self._signal_seen_at: float | None = None  # this thread's own, see _signal_bytes
@@ -96,7 +97,9 @@ class Watchdog:
                     # A live report: built here, off the loop, so a blocked or busy loop
                     # cannot delay it, and written while the service carries on. Before
                     # "q": a report asked for just before run() ends is still written.
-                    report = build_report(state, "report on request", None, self.list_tasks)
+                    report = build_report(
+                        self._lifecycle, "report on request", None, self.list_tasks
+                    )
                     write_stderr(report, min(1.0, max(0.0, self._deadline() - time.monotonic())))
                 if b"q" in data:
                     return
@@ -144,8 +147,8 @@ class Watchdog:
             return
         previous = claim_the_interpreter()
         try:
-            kill_children(self._state)
-            report = build_report(self._state, why, FORCED_EXIT_STATUS, self.list_tasks)
+            self._lifecycle.emit(Event.FORCED_EXIT)
+            report = build_report(self._lifecycle, why, FORCED_EXIT_STATUS, self.list_tasks)
             self._force(report, FORCED_EXIT_STATUS)
         finally:  # reached only where forcing does not end the process (testing)
             sys.setswitchinterval(previous)
@@ -229,7 +232,7 @@ _exit_guards: list[threading.Event] = []
 
 
 def guard_interpreter_exit(
-    state: ShutdownState, signals: Iterable[int], status: int, dies_by: int | None = None
+    lifecycle: Lifecycle, signals: Iterable[int], status: int, dies_by: int | None = None
 ) -> None:
     """Keep the deadline while the interpreter exits after run() has ended the program.
 
@@ -244,7 +247,7 @@ def guard_interpreter_exit(
     the signal ``dies_by``): the shutdown itself finished in time, and the deadline only
     bounds what is left. The stuck report still says what held the exit up.
     """
-    left = state.deadline - time.monotonic()
+    left = lifecycle.state.deadline - time.monotonic()
     if threading.current_thread() is not threading.main_thread() or math.isinf(left):
         return
     dismissed = threading.Event()
@@ -254,7 +257,7 @@ def guard_interpreter_exit(
     flusher = _Flusher(signals)
     threading.Thread(
         target=_guard_exit,
-        args=(state, max(0.0, left), dismissed, set(signals), flusher, status, dies_by),
+        args=(lifecycle, max(0.0, left), dismissed, set(signals), flusher, status, dies_by),
         name="graceful_async exit watchdog",
         daemon=True,
     ).start()
@@ -268,7 +271,7 @@ def dismiss_exit_guards() -> None:
 
 
 def _guard_exit(
-    state: ShutdownState,
+    lifecycle: Lifecycle,
     left: float,
     dismissed: threading.Event,
     signals: set[int],
@@ -281,10 +284,10 @@ def _guard_exit(
     if dismissed.wait(left) or threading.main_thread().is_alive():
         flusher.retire()
         return
-    why = f"the process did not exit within the grace period ({state.grace:g} s)"
+    why = f"the process did not exit within the grace period ({lifecycle.state.grace:g} s)"
     claim_the_interpreter()
-    kill_children(state)
-    force_exit(build_report(state, why, status, None), status, flusher, dies_by)
+    lifecycle.emit(Event.FORCED_EXIT)
+    force_exit(build_report(lifecycle, why, status, None), status, flusher, dies_by)
 
 
 class _Flusher:

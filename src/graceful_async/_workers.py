@@ -12,8 +12,9 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 import anyio
 
 from ._config import is_async_callable
+from ._lifecycle import Lifecycle
 from ._log import logger
-from ._shutdown import ShutdownState, run_on_this_loop
+from ._shutdown import Trigger, run_on_this_loop
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -195,38 +196,38 @@ class _Supervisor:
 
     async def run(self, call: Callable[[], Awaitable[T]]) -> T | None:
         token = object()
-        state = run_on_this_loop()
+        run = run_on_this_loop()
         try:
             while True:
-                if state is not None:
-                    state.running_workers[token] = f"{self.name} (attempt {self.attempt})"
+                if run is not None:
+                    run.running_workers[token] = f"{self.name} (attempt {self.attempt})"
                 try:
                     result = await call()
                 except Exception as exc:
-                    if await self._failed(exc, state):
+                    if await self._failed(exc, run):
                         continue
                     return None
-                if not await self._returned(state):
+                if not await self._returned(run):
                     return result
         finally:
-            if state is not None:
-                state.running_workers.pop(token, None)
+            if run is not None:
+                run.running_workers.pop(token, None)
 
-    async def _failed(self, exc: Exception, state: ShutdownState | None) -> bool:
+    async def _failed(self, exc: Exception, run: Lifecycle | None) -> bool:
         """Handle an exception; True to run the worker again."""
-        if self._shutting_down(state):
-            return self._give_up(exc, state, "failed during the shutdown")
+        if self._shutting_down(run):
+            return self._give_up(exc, run, "failed during the shutdown")
         if self.policy.restart == "never":
-            return self._give_up(exc, state, "failed")
-        return await self._restart(state, exc)
+            return self._give_up(exc, run, "failed")
+        return await self._restart(run, exc)
 
-    async def _returned(self, state: ShutdownState | None) -> bool:
+    async def _returned(self, run: Lifecycle | None) -> bool:
         """Handle a normal return; True to run the worker again."""
-        if self.policy.restart != "always" or self._shutting_down(state):
+        if self.policy.restart != "always" or self._shutting_down(run):
             return False
-        return await self._restart(state, None)
+        return await self._restart(run, None)
 
-    async def _restart(self, state: ShutdownState | None, exc: Exception | None) -> bool:
+    async def _restart(self, run: Lifecycle | None, exc: Exception | None) -> bool:
         policy = self.policy
         now = time.monotonic()
         while self.restarts and self.restarts[0] <= now - policy.window:
@@ -236,7 +237,7 @@ class _Supervisor:
             why = f"{what} after {len(self.restarts)} restart(s) within {policy.window:g} s"
             if exc is None:
                 exc = RuntimeError(f"worker {self.name!r} keeps returning; restart='always'")
-            return self._give_up(exc, state, why)
+            return self._give_up(exc, run, why)
         # Cap the exponent: with max_restarts=None the count is unbounded.
         ceiling = min(policy.max_backoff, policy.backoff * 2.0 ** min(len(self.restarts), 64))
         import random  # deferred: only a restart needs it
@@ -254,19 +255,21 @@ class _Supervisor:
         )
         # The backoff ends early if the shutdown begins: the worker is not restarted then.
         with anyio.move_on_after(delay):
-            if state is not None:
-                await state.wait_requested()
+            if run is not None:
+                await run.wait_requested()
             else:
                 await anyio.sleep_forever()
-        return not self._shutting_down(state)
+        return not self._shutting_down(run)
 
-    def _give_up(self, exc: Exception, state: ShutdownState | None, why: str) -> bool:
-        if state is None:
+    def _give_up(self, exc: Exception, run: Lifecycle | None, why: str) -> bool:
+        if run is None:
             raise exc
         logger.error("worker %r %s; shutting down the program", self.name, why, exc_info=exc)
-        state.worker_failed(f"worker {self.name!r} {why}: {exc!r}")
+        description = f"worker {self.name!r} {why}: {exc!r}"
+        run.failed_workers.append(description)
+        run.state.trigger_shutdown(Trigger("failure", reason=description, exit_code=1))
         return False
 
     @staticmethod
-    def _shutting_down(state: ShutdownState | None) -> bool:
-        return state is not None and state.stopping
+    def _shutting_down(run: Lifecycle | None) -> bool:
+        return run is not None and run.state.stopping

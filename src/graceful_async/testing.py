@@ -37,14 +37,13 @@ from typing import TYPE_CHECKING, Any, final
 
 import anyio
 
-from . import _hooks, _reload
 from ._backends import running_backend
 from ._config import make_config
-from ._exit import Outcome, decide
-from ._lifecycle import Lifecycle
-from ._runner import _supervise
-from ._shutdown import ShutdownState, _Waker, active_run
-from ._watchdog import FORCED_EXIT_STATUS, Watchdog
+from ._exit import Outcome
+from ._reload import registrations_restored
+from ._runner import Runner
+from ._shutdown import ShutdownState, Waker
+from ._watchdog import FORCED_EXIT_STATUS
 
 if TYPE_CHECKING:
     if sys.version_info >= (3, 11):
@@ -203,28 +202,33 @@ async def run_service(
         ready_on_start=ready_on_start,
         reload_signal=reload_signal,
     )
-    state = ShutdownState(config.grace, config.drain, config.pre_drain_delay)
-    # Made before the block runs, so that wait_shutdown_requested() in it really waits.
-    state.requested = anyio.Event()
-    service = Service(state, config.signals, config.reload_signal)
     forced: list[str] = []
-    forced_waker = _Waker()
+    forced_waker = Waker()
 
     def force(report: str, status: int) -> None:
         # The watchdog thread calls this at the deadline, where run() would os._exit().
         forced.append(report)
         forced_waker.poke()
 
+    # No signal handlers: send_signal() feeds the run itself. No sweep of tasks outside
+    # main's tree: here they are the test's own, and a program's are not told apart from
+    # them. And systemd is not told about a test's service.
+    runner = Runner(
+        config,
+        install_handlers=False,
+        sweep_stray_tasks=False,
+        notify_systemd=False,
+        force=force,
+    )
+    # Made before the block runs, so that wait_shutdown_requested() in it really waits.
+    runner.lifecycle.requested = anyio.Event()
+    service = Service(runner.state, config.signals, config.reload_signal)
+
     async def call_main() -> Any:
         return await main(*args)
 
     try:
-        with (
-            active_run(state),
-            _hooks.reopened_afterwards(),
-            _reload.registrations_restored(),
-            Watchdog(state, force=force) as watchdog,
-        ):
+        with runner.activated(), registrations_restored():
             service_scope = anyio.CancelScope()
             guard_scope = anyio.CancelScope()
 
@@ -237,14 +241,10 @@ async def run_service(
                 outcome = Outcome()
                 try:
                     with service_scope:
-                        # No sweep of tasks outside main's tree: here they are the
-                        # test's own, and a program's are not told apart from them.
-                        outcome = await _supervise(
-                            state, Lifecycle(state), watchdog, config, False, call_main, sweep=False
-                        )
+                        outcome = await runner.supervise(call_main)
                 finally:
                     guard_scope.cancel()
-                service._finish(_result(state, outcome, config.exit_codes, forced))
+                service._finish(_result(runner, outcome, forced))
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(guard)
@@ -255,26 +255,16 @@ async def run_service(
         forced_waker.close()
 
 
-def _result(
-    state: ShutdownState,
-    outcome: Outcome,
-    exit_codes: dict[signal.Signals, int],
-    forced: list[str],
-) -> ServiceResult:
-    trigger = state.trigger
-    failed = bool(state.failed_workers)
-    if forced:
-        status = FORCED_EXIT_STATUS
-    else:
-        assert trigger is not None
-        status = decide(outcome, trigger, exit_codes, failed).status
+def _result(runner: Runner, outcome: Outcome, forced: list[str]) -> ServiceResult:
+    trigger = runner.state.trigger
+    finished = runner.lifecycle.finished_hooks
     return ServiceResult(
-        exit_status=status,
+        exit_status=FORCED_EXIT_STATUS if forced else runner.verdict(outcome).status,
         reason=None if trigger is None else trigger.describe(),
         value=outcome.value,
         error=outcome.error,
-        hooks_run=tuple(name for name, _ in state.finished_hooks),
-        hooks_failed=tuple(name for name, ok in state.finished_hooks if not ok),
+        hooks_run=tuple(name for name, _ in finished),
+        hooks_failed=tuple(name for name, ok in finished if not ok),
         forced=bool(forced),
         report=forced[0] if forced else None,
     )

@@ -9,35 +9,37 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from typing import final
 
 import anyio
 
+from .._lifecycle import Lifecycle
 from .._log import logger
 from .._scopes import in_flight, to_loop_clock
-from .._shutdown import ShutdownState, run_on_this_loop, wait_shutdown_requested
+from .._shutdown import run_on_this_loop, wait_shutdown_requested
 
 
-def check_running(server: str) -> ShutdownState:
-    """The active run's state; a clear error when there is none on this thread."""
-    state = run_on_this_loop()
-    if state is None:
+def check_running(server: str) -> Lifecycle:
+    """The active run; a clear error when there is none on this thread."""
+    run = run_on_this_loop()
+    if run is None:
         raise RuntimeError(
             f"graceful_async.contrib.{server}.serve() runs the server under "
             "graceful_async.run(), which decides when it stops; call it from the program "
             "that run() is running, on its event loop"
         )
-    return state
+    return run
 
 
 @final
 class ServerLifetime:
     """Handed to the code that tells the server to stop; see `server_lifetime`."""
 
-    def __init__(self, state: ShutdownState, scope: anyio.CancelScope) -> None:
-        self._state = state
+    def __init__(self, run: Lifecycle, scope: anyio.CancelScope, bounded: ExitStack) -> None:
+        self._run = run
         self._scope = scope
+        self._bounded = bounded
 
     async def wait_stop(self) -> float:
         """Wait until the drain phase begins, and return the seconds left in it.
@@ -49,17 +51,17 @@ class ServerLifetime:
         cancels it at once.
         """
         await wait_shutdown_requested()
-        state, scope = self._state, self._scope
+        state, scope = self._run.state, self._scope
         scope.shield = True
-        # The soft deadline is already past after a second signal, so this also covers
-        # one that came before the scope was registered for the runner to cancel.
         scope.deadline = min(scope.deadline, to_loop_clock(state.soft_deadline))
-        state.bounded_scopes.add(scope)
+        # From here on the runner pulls the deadline in and a second signal cancels it
+        # (at once, if one came already).
+        self._bounded.enter_context(self._run.bounded(scope))
         return max(0.0, state.drain_deadline - time.monotonic())
 
 
 @asynccontextmanager
-async def server_lifetime(state: ShutdownState) -> AsyncIterator[ServerLifetime]:
+async def server_lifetime(run: Lifecycle) -> AsyncIterator[ServerLifetime]:
     """Run the block (the server) as work in flight, for the drain phase to wait for.
 
     The server counts as in flight from the start, not from the shutdown: the runner
@@ -68,11 +70,9 @@ async def server_lifetime(state: ShutdownState) -> AsyncIterator[ServerLifetime]
     tree at once.
     """
     scope = anyio.CancelScope()
-    try:
+    with ExitStack() as bounded:
         async with in_flight():
             with scope:
-                yield ServerLifetime(state, scope)
-    finally:
-        state.bounded_scopes.discard(scope)
+                yield ServerLifetime(run, scope, bounded)
     if scope.cancelled_caught:
         logger.warning("the server's shutdown was cut off (grace period over, or a second signal)")

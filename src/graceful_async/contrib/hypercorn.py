@@ -72,7 +72,7 @@ async def serve(
     if config is not None and not isinstance(config, Config):
         raise TypeError(f"config must be a hypercorn.config.Config or None, got {config!r}")
     binds = _check_bind(bind)
-    state = check_running("hypercorn")
+    run = check_running("hypercorn")
     config = Config() if config is None else copy.copy(config)
     if binds is not None:
         config.bind = binds
@@ -80,7 +80,7 @@ async def serve(
     hypercorn_serve = _serve_function(running_backend().name)
 
     failed: list[Exception] = []
-    async with server_lifetime(state) as lifetime, anyio.create_task_group() as tg:
+    async with server_lifetime(run) as lifetime, anyio.create_task_group() as tg:
 
         async def shutdown_trigger() -> None:
             assert config is not None
@@ -93,7 +93,7 @@ async def serve(
                 # On trio, Hypercorn's nurseries wrap it in a group for each one it left.
                 while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
                     exc = exc.exceptions[0]  # type: ignore[assignment]
-                if state.escalated:
+                if run.state.escalated:
                     # A second signal cancels the server in the middle of its own
                     # shutdown, and Hypercorn's asyncio side then trips over that
                     # (InvalidStateError from its gathered tasks). It is the signal's

@@ -75,7 +75,7 @@ async def serve(
             raise TypeError(f"config must be a uvicorn.Config or None, got {config!r}")
         if config.app != app:
             raise ValueError(f"config.app must be app, got {config.app!r} and {app!r}")
-    state = check_running("uvicorn")
+    run = check_running("uvicorn")
     if (backend := running_backend().name) != "asyncio":
         raise RuntimeError(
             f"Sorry, Uvicorn runs on asyncio only, and this program runs on {backend}; "
@@ -85,7 +85,7 @@ async def serve(
         config = uvicorn.Config(app, **config_kwargs)
     server = _Server(config)
 
-    async with server_lifetime(state) as lifetime, anyio.create_task_group() as tg:
+    async with server_lifetime(run) as lifetime, anyio.create_task_group() as tg:
 
         async def stop_when_draining() -> None:
             assert config is not None
@@ -103,7 +103,7 @@ async def serve(
             for listener in getattr(server, "servers", ()):
                 listener.close()
         tg.cancel_scope.cancel()
-    if not server.started and not state.stopping:
+    if not server.started and not run.state.stopping:
         # Current Uvicorns exit with this status themselves; older ones just return.
         raise SystemExit(_STARTUP_FAILURE)
 
