@@ -116,3 +116,22 @@ def test_every_field_of_the_lifecycle_is_documented_with_its_writer() -> None:
         assert set(vars(Lifecycle(state))) == documented_fields("Lifecycle")
     finally:
         state.close()
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("_*.py")), ids=module_name)
+def test_no_module_but_the_backends_branches_on_a_backends_name(path: Path) -> None:
+    """Backend differences live in one object per backend, chosen once: no
+    ``if backend == "trio"`` elsewhere. (contrib/ is left out: a server integration
+    says which event loops its server runs on, as uvicorn's asyncio-only check does.)"""
+    if path.name == "_backends.py":
+        return
+    branches = [
+        f"line {node.lineno}"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Compare)
+        and any(
+            isinstance(side, ast.Constant) and side.value in ("asyncio", "trio")
+            for side in (node.left, *node.comparators)
+        )
+    ]
+    assert branches == []

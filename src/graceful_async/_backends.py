@@ -76,6 +76,8 @@ class Backend:
     name: str
     #: The package the backend needs beyond the standard library, if any (an extra).
     package: str | None = None
+    #: Whether its loop can be uvloop's (``backend_options={"use_uvloop": True}``).
+    takes_uvloop = False
 
     def option_names(self) -> tuple[str, ...]:
         """The keys ``backend_options`` may hold."""
@@ -173,6 +175,7 @@ class _Trio(Backend):
 
 class _Asyncio(Backend):
     name = "asyncio"
+    takes_uvloop = True
 
     def option_names(self) -> tuple[str, ...]:
         return ASYNCIO_OPTIONS

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._backends import BACKEND_NAMES, backend_named
 from ._config import DRAIN_ENV, GRACE_ENV, PRE_DRAIN_DELAY_ENV, is_async_callable, make_config
 from ._runner import run
 
@@ -113,9 +114,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         metavar="S",
         help="seconds to keep serving, reported not ready, before the drain begins (default 0)",
     )
-    parser.add_argument(
-        "--backend", choices=("asyncio", "trio"), help="the event loop (default asyncio)"
-    )
+    parser.add_argument("--backend", choices=BACKEND_NAMES, help="the event loop (default asyncio)")
     parser.add_argument("--uvloop", action="store_true", default=None, help="run asyncio on uvloop")
     parser.add_argument(
         "--reload-signal",
@@ -190,21 +189,25 @@ def _env_flag(variable: str) -> bool:
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     """Combine the flags with the environment; a flag wins over any variable."""
     env_backend = os.environ.get(BACKEND_ENV, "").strip()
-    if env_backend not in ("", "asyncio", "trio"):
-        raise UsageError(f"{BACKEND_ENV} must be 'asyncio' or 'trio', got {env_backend!r}")
+    if env_backend not in ("", *BACKEND_NAMES):
+        names = " or ".join(repr(name) for name in BACKEND_NAMES)
+        raise UsageError(f"{BACKEND_ENV} must be {names}, got {env_backend!r}")
     env_uvloop = _env_flag(UVLOOP_ENV)
     if args.uvloop:
-        if args.backend == "trio":
-            raise UsageError("--uvloop needs the asyncio backend, not --backend trio")
+        if args.backend and not backend_named(args.backend).takes_uvloop:
+            raise UsageError(f"--uvloop needs the asyncio backend, not --backend {args.backend}")
         backend, uvloop = "asyncio", True  # the flag wins over GRACEFUL_ASYNC_BACKEND
     elif args.backend:
         backend = args.backend
-        uvloop = env_uvloop and backend == "asyncio"  # the flag wins over the variable
+        # The flag wins over the variable.
+        uvloop = env_uvloop and backend_named(backend).takes_uvloop
     else:
         backend = env_backend or "asyncio"
         uvloop = env_uvloop
-        if uvloop and backend == "trio":
-            raise UsageError(f"{UVLOOP_ENV} needs the asyncio backend, but {BACKEND_ENV} is trio")
+        if uvloop and not backend_named(backend).takes_uvloop:
+            raise UsageError(
+                f"{UVLOOP_ENV} needs the asyncio backend, but {BACKEND_ENV} is {backend}"
+            )
     level = args.log_level or os.environ.get(LOG_LEVEL_ENV, "").strip().upper() or "INFO"
     if level not in LOG_LEVELS:
         raise UsageError(f"{LOG_LEVEL_ENV} must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
