@@ -80,7 +80,7 @@ faults: $(STAMP)
 ## (about 4 min on 2 cores). `make test` runs 18 rounds. SOAK_ARGS="--seed N" replays one.
 SOAK_ARGS ?=
 soak: $(STAMP)
-	$(PY) -m tests.soak --rounds 200 $(SOAK_ARGS)
+	$(PY) -m tests.support.soak --rounds 200 $(SOAK_ARGS)
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 

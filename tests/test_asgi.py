@@ -25,7 +25,7 @@ import graceful_async
 from graceful_async.contrib import hypercorn, uvicorn
 from graceful_async.contrib.asgi import Scope, readiness_app
 
-from .helpers import BACKENDS, WAIT, Backend, Child, write_program
+from .support.helpers import BACKENDS, WAIT, Backend, Child, write_program
 
 ASYNCIO, UVLOOP, TRIO = BACKENDS
 EXAMPLE = Path(__file__).parent.parent / "examples" / "asgi_service.py"

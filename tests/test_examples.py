@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .helpers import Backend, Child
+from .support.helpers import Backend, Child
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 QUEUE_WORKER = EXAMPLES / "queue_worker.py"

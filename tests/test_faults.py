@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from .fault_program import FAULTS, GRACE, MOMENTS, TRIGGERS
-from .helpers import BACKENDS, EXIT_LATENESS, Backend, Child, Result, assert_fired_on_time
+from .support.fault_program import FAULTS, GRACE, MOMENTS, TRIGGERS
+from .support.helpers import BACKENDS, EXIT_LATENESS, Backend, Child, Result, assert_fired_on_time
 
-PROGRAM = Path(__file__).with_name("fault_program.py")
+PROGRAM = Path(__file__).parent / "support" / "fault_program.py"
 SIGNAL_TRIGGERS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 MOMENT_LINES = {
     "startup": "STARTING",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import BACKENDS
-from .soak import SIGNALS, Snapshot, soak
+from .support.helpers import BACKENDS
+from .support.soak import SIGNALS, Snapshot, soak
 
 ROUNDS = 18  # three blocks of six: each backend with each signal, three times
 

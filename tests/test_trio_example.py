@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import SIGINT_DEATH, WAIT, Backend, Child
+from .support.helpers import SIGINT_DEATH, WAIT, Backend, Child
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "trio_program.py"
 # The example is written for trio alone; Backend only supplies a clean environment.
