@@ -12,7 +12,7 @@ The moments come from a seeded random generator, and the seed is printed first, 
 ``--seed`` replays the same plan: the same backends, signals, delays and job counts. (The
 child processes' own timing still varies from run to run.)
 
-`make soak` runs the full form, 200 rounds; tests/test_soak.py runs a short one in the
+`make soak` runs the full form, 200 rounds; tests/end_to_end/test_soak.py runs a short one in the
 normal test suite.
 """
 
