@@ -73,14 +73,14 @@ compat: compat-install
 ## The full fault-injection matrix: 480 cases, every trigger at every moment under every
 ## misbehaviour, on each backend (about 10 min on 2 cores). `make test` runs 40 of them.
 faults: $(STAMP)
-	GA_FAULTS=full $(PY) -m pytest tests/test_faults.py -q -p no:cacheprovider
+	GA_FAULTS=full $(PY) -m pytest tests/end_to_end/test_faults.py -q -p no:cacheprovider
 
 ## The soak: the demo's job queue stopped by SIGTERM or SIGINT at 200 random moments on
 ## each backend, restarted each time; at the end every job must be done exactly once
 ## (about 4 min on 2 cores). `make test` runs 18 rounds. SOAK_ARGS="--seed N" replays one.
 SOAK_ARGS ?=
 soak: $(STAMP)
-	$(PY) -m tests.soak --rounds 200 $(SOAK_ARGS)
+	$(PY) -m tests.support.soak --rounds 200 $(SOAK_ARGS)
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-from .helpers import BACKENDS, SYSTEMD_VARIABLES, Backend
+from .support.helpers import BACKENDS, SYSTEMD_VARIABLES, Backend
 
 # The child programs must start with SIGINT's default action, as from a terminal. Run as a
 # background job, the suite would have SIGINT ignored and pass that on to every child,

@@ -23,7 +23,7 @@ from graceful_async._lifecycle import Lifecycle
 from graceful_async._shutdown import ShutdownState, Trigger, current_run
 from graceful_async._watchdog import Watchdog
 
-from .helpers import WAIT, Backend, Child, assert_forced_on_time, write_program
+from .support.helpers import WAIT, Backend, Child, assert_forced_on_time, write_program
 
 # A child that writes the name of the signal it got to the file named by argv[1], then
 # exits 0; it says when its handler is in place.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import SIGINT_DEATH, WAIT, Backend, Child
+from .support.helpers import SIGINT_DEATH, WAIT, Backend, Child
 
 SERVICE = """\
 import anyio, graceful_async, sniffio, sys, asyncio

@@ -20,7 +20,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import WAIT, Backend, Child, assert_forced_on_time, run_program, write_program
+from .support.helpers import WAIT, Backend, Child, assert_forced_on_time, run_program, write_program
 
 
 async def _until_cancelled(order: list[str], note: str) -> None:

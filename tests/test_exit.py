@@ -14,7 +14,7 @@ import pytest
 
 from graceful_async.testing import run_service
 
-from .helpers import Backend, Child, write_program
+from .support.helpers import Backend, Child, write_program
 
 TRIGGERS = ("SIGTERM", "SIGINT", "request", "exit", "error", "failure", "return")
 MAIN_ENDINGS = ("plain", "interrupt", "error")  # what main's own finally does

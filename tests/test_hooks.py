@@ -14,7 +14,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import Backend
+from .support.helpers import Backend
 
 
 def test_hooks_run_last_registered_first_after_the_tree_unwinds(backend: Backend) -> None:

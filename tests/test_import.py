@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from .helpers import WAIT
+from .support.helpers import WAIT
 
 # Each costs a few milliseconds to import; the event loop or the feature loads it.
 DEFERRED = {

@@ -19,7 +19,7 @@ from graceful_async._shutdown import ShutdownState, Trigger
 from graceful_async._watchdog import Watchdog
 from graceful_async.testing import run_service
 
-from .helpers import Backend
+from .support.helpers import Backend
 
 # The one path through the phases, with the pre-drain delay as its only detour.
 PATH = [

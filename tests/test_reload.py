@@ -18,7 +18,7 @@ import graceful_async
 from graceful_async._config import make_config
 from graceful_async._reload import _hooks
 
-from .helpers import WAIT, Backend, Child, write_program
+from .support.helpers import WAIT, Backend, Child, write_program
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import Backend
+from .support.helpers import Backend
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ import graceful_async
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-from .helpers import Backend
+from .support.helpers import Backend
 
 
 def test_shutdown_requested_outside_run_is_false() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import (
+from .support.helpers import (
     SIGINT_DEATH,
     Backend,
     Child,
@@ -148,7 +148,7 @@ def test_second_signal_cancels_hooks_and_finishes(tmp_path: Path, backend: Backe
 
     start(main, grace=60)
     """
-    from .helpers import Child, write_program
+    from .support.helpers import Child, write_program
 
     child = Child.start(write_program(tmp_path, body), backend)
     child.wait_for("READY")
@@ -179,7 +179,7 @@ def test_second_signal_gives_one_second_then_forces(tmp_path: Path, backend: Bac
 
     start(main, grace=60)
     """
-    from .helpers import Child, write_program
+    from .support.helpers import Child, write_program
 
     child = Child.start(write_program(tmp_path, body), backend)
     child.wait_for("READY")
@@ -224,7 +224,7 @@ def test_ignored_sigint_stays_ignored(tmp_path: Path, backend: Backend) -> None:
 
     start(main)
     """
-    from .helpers import Child, write_program
+    from .support.helpers import Child, write_program
 
     program = write_program(tmp_path, body)
     launcher = (

@@ -14,7 +14,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import WAIT, Backend, Child, write_program
+from .support.helpers import WAIT, Backend, Child, write_program
 
 
 class Manager:

@@ -15,7 +15,7 @@ import pytest
 import graceful_async
 from graceful_async.testing import ServiceResult, run_service
 
-from .helpers import FIRE_LATENESS, WAIT, fired_after
+from .support.helpers import FIRE_LATENESS, WAIT, fired_after
 
 pytestmark = pytest.mark.anyio
 

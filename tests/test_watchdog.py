@@ -16,7 +16,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import (
+from .support.helpers import (
     EXIT_LATENESS,
     SIGINT_DEATH,
     WAIT,

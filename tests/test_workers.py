@@ -15,7 +15,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import Backend, Child, assert_forced_on_time, run_program, write_program
+from .support.helpers import Backend, Child, assert_forced_on_time, run_program, write_program
 
 
 def test_worker_stays_an_async_function(backend: Backend) -> None:

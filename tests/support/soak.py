@@ -1,6 +1,6 @@
 """Soak: stop the SQLite job-queue example at random moments, restart it, check every job.
 
-    python -m tests.soak [--rounds 200] [--seed N] [--work 0.1] [--span 1.5]
+    python -m tests.support.soak [--rounds 200] [--seed N] [--work 0.1] [--span 1.5]
 
 Each round starts `examples/sqlite_jobs.py` as a real process, sends it SIGTERM or SIGINT
 at a random moment, waits for it to exit, and checks the exit status and what the process
@@ -12,7 +12,7 @@ The moments come from a seeded random generator, and the seed is printed first, 
 ``--seed`` replays the same plan: the same backends, signals, delays and job counts. (The
 child processes' own timing still varies from run to run.)
 
-`make soak` runs the full form, 200 rounds; tests/test_soak.py runs a short one in the
+`make soak` runs the full form, 200 rounds; tests/end_to_end/test_soak.py runs a short one in the
 normal test suite.
 """
 
@@ -37,7 +37,7 @@ from tempfile import TemporaryDirectory
 
 from .helpers import BACKENDS, Backend, Child, Result
 
-SQLITE_JOBS = Path(__file__).parent.parent / "examples" / "sqlite_jobs.py"
+SQLITE_JOBS = Path(__file__).parents[2] / "examples" / "sqlite_jobs.py"
 READY = "sqlite_jobs running as pid"
 EMPTY = "no job queued"
 
@@ -276,7 +276,7 @@ class Soak:
         started = time.monotonic()
         rng = random.Random(self.seed)
         replay = f"--rounds {rounds} --seed {self.seed} --work {self.work} --span {self.span}"
-        self.say(f"soak: seed {self.seed} (replay with: python -m tests.soak {replay})")
+        self.say(f"soak: seed {self.seed} (replay with: python -m tests.support.soak {replay})")
         for number, plan in enumerate(islice(plans(rng, self.span, self.work), rounds), 1):
             self.rounds.append(self._stop_once(number, plan))
         self.final = self._run_to_empty(rounds + 1)

@@ -14,7 +14,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import Backend
+from .support.helpers import Backend
 
 
 def test_handler_takes_no_locks_and_does_no_logging(backend: Backend) -> None:

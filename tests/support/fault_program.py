@@ -1,4 +1,4 @@
-"""One cell of the fault-injection matrix, run as a child process by tests/test_faults.py.
+"""One cell of the fault-injection matrix: a child process of tests/end_to_end/test_faults.py.
 
 Usage: ``python fault_program.py TRIGGER MOMENT FAULT``, with the backend in ``GA_BACKEND``
 and ``GA_UVLOOP`` as for the other child programs.

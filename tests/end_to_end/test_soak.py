@@ -1,6 +1,6 @@
 """The soak's short form: the SQLite job queue stopped at random moments does each job once.
 
-The full form, 200 rounds, is `make soak` (tests/soak.py).
+The full form, 200 rounds, is `make soak` (tests/support/soak.py).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import BACKENDS
-from .soak import SIGNALS, Snapshot, soak
+from ..support.helpers import BACKENDS
+from ..support.soak import SIGNALS, Snapshot, soak
 
 ROUNDS = 18  # three blocks of six: each backend with each signal, three times
 

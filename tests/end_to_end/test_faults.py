@@ -1,6 +1,6 @@
 """The fault-injection matrix: every trigger, at every moment, under every misbehaviour.
 
-Each case runs tests/fault_program.py as a child process, drives it with real signals, and
+Each case runs tests/support/fault_program.py as a child process, drives it with real signals, and
 checks what the issue asks of every shutdown: the process is gone within grace + 0.5 s of
 the trigger, with the status the trigger calls for (124 when it had to be forced), every
 ``finally`` and hook that could run did run, and the stuck report is on stderr exactly when
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from .fault_program import FAULTS, GRACE, MOMENTS, TRIGGERS
-from .helpers import BACKENDS, EXIT_LATENESS, Backend, Child, Result, assert_fired_on_time
+from ..support.fault_program import FAULTS, GRACE, MOMENTS, TRIGGERS
+from ..support.helpers import BACKENDS, EXIT_LATENESS, Backend, Child, Result, assert_fired_on_time
 
-PROGRAM = Path(__file__).with_name("fault_program.py")
+PROGRAM = Path(__file__).parents[1] / "support" / "fault_program.py"
 SIGNAL_TRIGGERS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
 MOMENT_LINES = {
     "startup": "STARTING",

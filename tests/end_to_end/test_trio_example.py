@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import SIGINT_DEATH, WAIT, Backend, Child
+from ..support.helpers import SIGINT_DEATH, WAIT, Backend, Child
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "trio_program.py"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "trio_program.py"
 # The example is written for trio alone; Backend only supplies a clean environment.
 TRIO = Backend("trio")
 

@@ -56,10 +56,10 @@ from sybil.typing import Parser
 
 import graceful_async
 
-from .helpers import BACKENDS, WAIT, Backend, Child, Result
+from ..support.helpers import BACKENDS, WAIT, Backend, Child, Result
 
-ROOT = Path(__file__).resolve().parent.parent
-LAUNCHER = Path(__file__).resolve().parent / "docs_launcher.py"
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER = Path(__file__).resolve().parents[1] / "support" / "docs_launcher.py"
 
 # pymdownx.snippets: a line `--8<-- "path"` includes that file, relative to the repository.
 SNIPPET = re.compile(r'^--8<-- "(?P<path>[^"]+)"\s*$', re.MULTILINE)

@@ -25,10 +25,10 @@ import graceful_async
 from graceful_async.contrib import hypercorn, uvicorn
 from graceful_async.contrib.asgi import Scope, readiness_app
 
-from .helpers import BACKENDS, WAIT, Backend, Child, write_program
+from ..support.helpers import BACKENDS, WAIT, Backend, Child, write_program
 
 ASYNCIO, UVLOOP, TRIO = BACKENDS
-EXAMPLE = Path(__file__).parent.parent / "examples" / "asgi_service.py"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "asgi_service.py"
 
 SERVERS = [("uvicorn", ASYNCIO), ("uvicorn", UVLOOP), ("hypercorn", ASYNCIO), ("hypercorn", TRIO)]
 SERVER_IDS = [f"{server}-{backend.id}" for server, backend in SERVERS]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import WAIT, Backend, tool_missing, write_program
+from ..support.helpers import WAIT, Backend, tool_missing, write_program
 
 # A PID namespace needs CAP_SYS_ADMIN. Without root, a user namespace that maps us to
 # root grants it inside, where the kernel lets unprivileged users make one.

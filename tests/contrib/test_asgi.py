@@ -10,7 +10,7 @@ import pytest
 import graceful_async
 from graceful_async.contrib.asgi import Message, ReadinessMiddleware, Scope, readiness_app
 
-from .helpers import Backend
+from ..support.helpers import Backend
 
 
 async def call(app: Any, scope: Scope) -> list[Message]:

@@ -7,9 +7,9 @@ import signal
 import sys
 from pathlib import Path
 
-from .helpers import Backend, Child
+from ..support.helpers import Backend, Child
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 QUEUE_WORKER = EXAMPLES / "queue_worker.py"
 THREADS = EXAMPLES / "threads.py"
 # examples/sqlite_jobs.py, the README demo, has a file of its own: test_sqlite_jobs.py.

@@ -13,7 +13,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import Backend, run_program
+from .support.helpers import Backend, run_program
 
 
 def test_signal_shutdown_log_lines(backend: Backend, logs: pytest.LogCaptureFixture) -> None:

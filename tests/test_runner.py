@@ -17,7 +17,7 @@ import sniffio
 
 import graceful_async
 
-from .helpers import WAIT, Backend
+from .support.helpers import WAIT, Backend
 
 
 def test_returns_mains_value(backend: Backend) -> None:

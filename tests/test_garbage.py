@@ -19,7 +19,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import SIGINT_DEATH, WAIT, Backend, Child, Result, write_program
+from .support.helpers import SIGINT_DEATH, WAIT, Backend, Child, Result, write_program
 
 ASYNCIO_FAMILY = [Backend("asyncio"), Backend("asyncio", {"use_uvloop": True})]
 

@@ -73,7 +73,7 @@ import anyio
 import graceful_async
 
 # A hang shows every thread's stack in the test's failure message, and what the stacks
-# alone do not show (tests/hang_report.py).
+# alone do not show (tests/support/hang_report.py).
 faulthandler.dump_traceback_later(25)
 if os.environ.get("GA_HANG_REPORT"):
     import importlib.util as _util

@@ -15,7 +15,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 import graceful_async
 from graceful_async._config import make_config
 
-from .helpers import WAIT, Backend, Child, write_program
+from .support.helpers import WAIT, Backend, Child, write_program
 
 
 async def _main() -> None:

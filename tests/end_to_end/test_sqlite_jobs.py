@@ -17,9 +17,9 @@ from types import ModuleType
 
 import pytest
 
-from .helpers import SIGINT_DEATH, Backend, Child, Result
+from ..support.helpers import SIGINT_DEATH, Backend, Child, Result
 
-SQLITE_JOBS = Path(__file__).parent.parent / "examples" / "sqlite_jobs.py"
+SQLITE_JOBS = Path(__file__).parents[2] / "examples" / "sqlite_jobs.py"
 LOGGER = " sqlite_jobs "  # in every line the example itself logs
 READY = "sqlite_jobs running as pid"
 EMPTY = "no job queued"

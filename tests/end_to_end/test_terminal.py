@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .helpers import WAIT, Backend, tool_missing, write_program
+from ..support.helpers import WAIT, Backend, tool_missing, write_program
 
 # Make the program a session leader with the pty as its controlling terminal, so the
 # terminal's line discipline turns a typed ^C into SIGINT for its foreground group.

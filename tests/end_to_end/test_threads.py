@@ -11,7 +11,7 @@ import pytest
 
 import graceful_async
 
-from .helpers import Backend, Child, assert_forced_on_time, run_program, write_program
+from ..support.helpers import Backend, Child, assert_forced_on_time, run_program, write_program
 
 
 def test_thread_loop_stops_cooperatively(tmp_path: Path, backend: Backend) -> None:

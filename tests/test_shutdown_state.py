@@ -24,7 +24,7 @@ from graceful_async._report import build_report
 from graceful_async._shutdown import ShutdownState, Trigger
 from graceful_async._watchdog import Watchdog
 
-from .helpers import (
+from .support.helpers import (
     FIRE_LATENESS,
     Backend,
     Child,
