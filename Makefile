@@ -93,12 +93,12 @@ $(BENCH_STAMP): $(STAMP)
 ## Writes benchmarks/results/latest.json, docs/img/benchmarks.png and the Markdown below.
 ## Then how each runner behaves on SIGTERM, Ctrl+C and faults (about 2 min).
 bench: $(BENCH_STAMP)
-	$(PY) benchmarks/run.py --markdown benchmarks/results/latest.md
-	$(PY) benchmarks/behaviour.py --markdown benchmarks/results/behaviour.md
+	$(PY) -m benchmarks run --markdown benchmarks/results/latest.md
+	$(PY) -m benchmarks behaviour --markdown benchmarks/results/behaviour.md
 
 ## The same in about 2 minutes, as a smoke test; its numbers are noisy.
 bench-quick: $(BENCH_STAMP)
-	$(PY) benchmarks/run.py --quick
+	$(PY) -m benchmarks run --quick
 
 clean:
 	rm -rf $(VENV) .venv-3.* site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

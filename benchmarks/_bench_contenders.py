@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+PACKAGE = __name__.rpartition(".")[0]  # "benchmarks"
 PYTHON = sys.executable
 
 #: Benchmark label -> (anyio backend, use uvloop).
@@ -38,7 +39,7 @@ OURS = (GRACEFUL, GRACEFUL_FAST)
 @dataclass(frozen=True)
 class Contender:
     name: str
-    child: str  # a file in benchmarks/
+    child: str  # the module of this package that the child process runs
     backends: tuple[str, ...]
     #: The exit status it gives on SIGTERM; any other is an error. None: not checked.
     status: int | None
@@ -50,21 +51,21 @@ class Contender:
     workloads: tuple[str, ...] = field(default=tuple(WORKLOADS))
 
     @property
-    def path(self) -> Path:
-        return HERE / self.child
+    def command(self) -> list[str]:
+        return child_command(self.child)
 
 
 CONTENDERS: tuple[Contender, ...] = (
     Contender(
         GRACEFUL,
-        "_child_graceful.py",
+        "_child_graceful",
         tuple(BACKENDS),
         143,
         "graceful_async.run(main, backend=...)",
     ),
     Contender(
         GRACEFUL_FAST,
-        "_child_graceful.py",
+        "_child_graceful",
         ASYNCIO_FAMILY,  # fast_exit does nothing on trio, which leaves no such garbage
         143,
         "graceful_async.run(main, backend=..., fast_exit=True)",
@@ -72,7 +73,7 @@ CONTENDERS: tuple[Contender, ...] = (
     ),
     Contender(
         FLOOR,
-        "_child_floor.py",
+        "_child_floor",
         tuple(BACKENDS),
         143,
         "anyio.run(); main runs the workload in a task group and cancels it on the first "
@@ -80,7 +81,7 @@ CONTENDERS: tuple[Contender, ...] = (
     ),
     Contender(
         "asyncio.run",
-        "_child_asyncio.py",
+        "_child_asyncio",
         ASYNCIO_FAMILY,
         143,
         "asyncio.run() (uvloop.run() on uvloop); main's loop.add_signal_handler(SIGTERM) "
@@ -89,7 +90,7 @@ CONTENDERS: tuple[Contender, ...] = (
     ),
     Contender(
         "aiorun",
-        "_child_aiorun.py",
+        "_child_aiorun",
         ASYNCIO_FAMILY,
         0,
         "aiorun.run(main(), stop_on_unhandled_errors=True, use_uvloop=...)",
@@ -97,7 +98,7 @@ CONTENDERS: tuple[Contender, ...] = (
     ),
     Contender(
         "aiomisc",
-        "_child_aiomisc.py",
+        "_child_aiomisc",
         ASYNCIO_FAMILY,
         0,
         "with aiomisc.entrypoint(loop_factory=...) as loop: loop.create_task(main()); "
@@ -106,7 +107,7 @@ CONTENDERS: tuple[Contender, ...] = (
     ),
     Contender(
         "asyncio.run, uncaught",
-        "_child_asyncio.py",
+        "_child_asyncio",
         ASYNCIO_FAMILY,
         None,
         "as asyncio.run, without catching the CancelledError",
@@ -115,7 +116,7 @@ CONTENDERS: tuple[Contender, ...] = (
     ),
     Contender(
         "aiomisc.run",
-        "_child_aiomisc.py",
+        "_child_aiomisc",
         ASYNCIO_FAMILY,
         None,
         "aiomisc.run(main(), loop_factory=...)",
@@ -124,6 +125,16 @@ CONTENDERS: tuple[Contender, ...] = (
         status_only=True,
     ),
 )
+
+
+def child_command(module: str) -> list[str]:
+    """The command that runs one of this package's child programs.
+
+    A child runs as ``python -m benchmarks._child_...``, so that it imports the workloads
+    it shares with the others as part of the package. It finds the package as this
+    process did: through the working directory or PYTHONPATH, which it inherits.
+    """
+    return [PYTHON, "-m", f"{PACKAGE}.{module}"]
 
 
 def workloads_for(backend: str) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from _bench_contenders import PYTHON
+from ._bench_contenders import HERE, PACKAGE, PYTHON
 
 
 def _cpu_model() -> str:
@@ -99,10 +99,21 @@ def _source_hash(package: Path) -> str:
 
 
 def check_children_use(snapshot: Path, env: dict[str, str]) -> None:
-    code = "import graceful_async; print(graceful_async.__file__)"
-    found = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, check=True)
-    if not Path(found.stdout.decode().strip()).is_relative_to(snapshot):
-        raise SystemExit(f"children would import {found.stdout!r}, not the copy in {snapshot}")
+    """Stop unless a child would import the copy, and this package's child programs."""
+    code = (
+        f"import graceful_async, {PACKAGE}\n"
+        "print(graceful_async.__file__)\n"
+        f"print({PACKAGE}.__file__)"
+    )
+    found = subprocess.run([PYTHON, "-c", code], env=env, capture_output=True, check=False)
+    if found.returncode != 0:
+        stderr = found.stderr.decode("utf-8", "replace")[-1500:]
+        raise SystemExit(f"a child could not import graceful_async or {PACKAGE}: {stderr}")
+    library, package = found.stdout.decode().splitlines()
+    if not Path(library).is_relative_to(snapshot):
+        raise SystemExit(f"children would import {library}, not the copy in {snapshot}")
+    if Path(package).resolve().parent != HERE:
+        raise SystemExit(f"children would run the programs in {Path(package).parent}, not {HERE}")
 
 
 def machine_info() -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from _bench_report import GOAL_RATIO, fmt, section, table, verdict
+from ._bench_report import GOAL_RATIO, fmt, section, table, verdict
 
 
 def _where(row: dict[str, Any]) -> str:

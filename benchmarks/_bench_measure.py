@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from _bench_contenders import BACKENDS, FLOOR, GRACEFUL, HERE, PYTHON, Contender
+from ._bench_contenders import BACKENDS, FLOOR, GRACEFUL, PYTHON, Contender, child_command
 
+#: The module of the child that times run() calls inside one process.
+INPROCESS_CHILD = "_child_inprocess"
 READY_TIMEOUT = 180.0  # starting 100,000 tasks takes seconds; a busy machine, many more
 EXIT_TIMEOUT = 60.0
 STARTUP_TIMEOUT = 60.0
@@ -148,8 +150,7 @@ def _ready_child(
 def child_argv(contender: Contender, backend: str, workload: str, n_tasks: int) -> list[str]:
     anyio_backend, use_uvloop = BACKENDS[backend]
     return [
-        PYTHON,
-        str(contender.path),
+        *contender.command,
         anyio_backend,
         str(int(use_uvloop)),
         workload,
@@ -346,8 +347,7 @@ def inprocess_times(
     """Per-call times of run() and anyio.run() of a trivial main, from one child."""
     anyio_backend, use_uvloop = BACKENDS[backend]
     argv = [
-        PYTHON,
-        str(HERE / "_child_inprocess.py"),
+        *child_command(INPROCESS_CHILD),
         anyio_backend,
         str(int(use_uvloop)),
         str(calls),

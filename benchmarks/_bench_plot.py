@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from _bench_contenders import BACKENDS, FLOOR, GRACEFUL, GRACEFUL_FAST
+from ._bench_contenders import BACKENDS, FLOOR, GRACEFUL, GRACEFUL_FAST
 
 #: A fixed colour per contender, so that the panels read alike.
 COLOURS = {

@@ -1,6 +1,6 @@
 """Benchmark child: a workload of N idle tasks under aiomisc's entrypoint.
 
-Usage: python _child_aiomisc.py BACKEND USE_UVLOOP WORKLOAD N [collect] [run]
+Usage: python -m benchmarks._child_aiomisc BACKEND USE_UVLOOP WORKLOAD N [collect] [run]
 
 The long-running form from aiomisc's documentation: ``with aiomisc.entrypoint() as loop``,
 main started as a task, ``loop.run_forever()``. On SIGTERM the entrypoint cancels every
@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import aiomisc
 
-from _child_workloads import parse_argv, runner_returned
+from ._child_workloads import parse_argv, runner_returned
 
 
 def cli() -> None:

@@ -1,6 +1,6 @@
 """Benchmark child: a workload of N idle tasks under aiorun.run().
 
-Usage: python _child_aiorun.py BACKEND USE_UVLOOP WORKLOAD N [collect]
+Usage: python -m benchmarks._child_aiorun BACKEND USE_UVLOOP WORKLOAD N [collect]
 
 ``aiorun.run(main(), stop_on_unhandled_errors=True, use_uvloop=...)``: on SIGTERM aiorun
 stops the loop, cancels every task, waits for them, closes the loop and returns, so the
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import aiorun
 
-from _child_workloads import parse_argv, runner_returned
+from ._child_workloads import parse_argv, runner_returned
 
 
 def cli() -> None:

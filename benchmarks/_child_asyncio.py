@@ -1,6 +1,6 @@
 """Benchmark child: a workload of N idle tasks under asyncio.run() and a hand-written handler.
 
-Usage: python _child_asyncio.py BACKEND USE_UVLOOP WORKLOAD N [collect] [uncaught]
+Usage: python -m benchmarks._child_asyncio BACKEND USE_UVLOOP WORKLOAD N [collect] [uncaught]
 
 What many services write by hand: main installs ``loop.add_signal_handler(SIGTERM, ...)``
 that cancels the main task, and the program turns the CancelledError that asyncio.run()
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from _child_workloads import Workload, parse_argv, runner_returned
+from ._child_workloads import Workload, parse_argv, runner_returned
 
 
 async def main(workload: Workload, n: int) -> None:

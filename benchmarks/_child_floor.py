@@ -1,6 +1,6 @@
 """Benchmark child: the floor. A workload of N idle tasks under bare anyio.run().
 
-Usage: python _child_floor.py BACKEND USE_UVLOOP WORKLOAD N [collect]
+Usage: python -m benchmarks._child_floor BACKEND USE_UVLOOP WORKLOAD N [collect]
 
 The same process shape as ``_child_graceful.py`` without graceful_async: main listens for
 SIGTERM itself, runs the workload in a task group, cancels the group on the first signal,
@@ -15,7 +15,7 @@ import sys
 
 import anyio
 
-from _child_workloads import Workload, parse_argv, runner_returned
+from ._child_workloads import Workload, parse_argv, runner_returned
 
 
 async def main(workload: Workload, n: int) -> None:

@@ -1,6 +1,6 @@
 """Benchmark child: a workload of N idle tasks under graceful_async.run(), until SIGTERM.
 
-Usage: python _child_graceful.py BACKEND USE_UVLOOP WORKLOAD N [fast_exit] [collect]
+Usage: python -m benchmarks._child_graceful BACKEND USE_UVLOOP WORKLOAD N [fast_exit] [collect]
 
 run() turns SIGTERM into the cancellation of main's task tree and ends the process with
 status 143 (128 + SIGTERM) by raising SystemExit(143). With the flag ``fast_exit``, run()
@@ -11,7 +11,8 @@ child prints.
 from __future__ import annotations
 
 import graceful_async
-from _child_workloads import parse_argv, runner_returned
+
+from ._child_workloads import parse_argv, runner_returned
 
 
 def cli() -> None:

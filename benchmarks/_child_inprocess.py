@@ -1,6 +1,6 @@
 """Benchmark child: the in-process cost of graceful_async.run() against anyio.run().
 
-Usage: python _child_inprocess.py BACKEND USE_UVLOOP CALLS BLOCK
+Usage: python -m benchmarks._child_inprocess BACKEND USE_UVLOOP CALLS BLOCK
 
 Runs a trivial main CALLS times through each runner, alternating blocks of BLOCK calls so
 that drift hits both alike, after a few discarded warm-up calls (imports, first loop).

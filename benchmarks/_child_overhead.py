@@ -1,6 +1,6 @@
 """Benchmark child: the per-item cost of drain() and in_flight() against a bare loop.
 
-Usage: python _child_overhead.py BACKEND USE_UVLOOP ITEMS ROUNDS
+Usage: python -m benchmarks._child_overhead BACKEND USE_UVLOOP ITEMS ROUNDS
 
 Everything runs inside one graceful_async.run(): only there do drain() and in_flight()
 keep their books (outside it they are pass-throughs). Each round times every case once,

@@ -1,7 +1,7 @@
 """What every exit-latency child shares: its command line, the two workloads, the stamps.
 
-A child is started as ``python _child_<contender>.py BACKEND USE_UVLOOP WORKLOAD N [FLAG...]``
-and runs one of two workloads of N idle tasks until it is stopped:
+A child is started as ``python -m benchmarks._child_<contender> BACKEND USE_UVLOOP WORKLOAD
+N [FLAG...]`` and runs one of two workloads of N idle tasks until it is stopped:
 
 - ``anyio``: N tasks started in an anyio task group, each in ``anyio.sleep_forever()``.
 - ``asyncio``: N plain tasks made with ``asyncio.create_task()``, each in

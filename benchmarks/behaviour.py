@@ -1,6 +1,6 @@
 """How each runner behaves when a service is stopped: the comparison's table of facts.
 
-Usage: ``python benchmarks/behaviour.py [--json PATH] [--markdown PATH] [--limit S]``
+Usage: ``python -m benchmarks behaviour [--json PATH] [--markdown PATH] [--limit S]``
 
 Not a timing benchmark: for each runner (graceful_async, ``asyncio.run``, ``trio.run``,
 aiorun, aiomisc's entrypoint) it runs the same small service in a child process and
@@ -272,12 +272,27 @@ def markdown(results: dict[str, dict[str, Outcome]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, default=HERE / "results" / "behaviour.json")
-    parser.add_argument("--markdown", type=Path)
-    parser.add_argument("--limit", type=float, default=12.0)
-    args = parser.parse_args()
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks behaviour``."""
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=HERE / "results" / "behaviour.json",
+        metavar="PATH",
+        help="where to write the outcomes (default benchmarks/results/behaviour.json)",
+    )
+    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table here")
+    parser.add_argument(
+        "--limit",
+        type=float,
+        default=12.0,
+        metavar="S",
+        help="kill a child still running this many seconds after the signal (default 12)",
+    )
+
+
+def main(args: argparse.Namespace) -> None:
+    """Run every runner through every situation; the table goes to stdout."""
     # The services must start as from a terminal, with SIGINT's default action: a parent
     # run as a background job (SIGINT ignored) would pass the ignoring on to every one.
     # A Python-level handler is reset to the default at exec, SIG_IGN is not.
@@ -308,7 +323,3 @@ def main() -> None:
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(table)
-
-
-if __name__ == "__main__":
-    main()

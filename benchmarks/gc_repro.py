@@ -1,10 +1,11 @@
 """Cancelled tasks of an anyio task group on asyncio leave about 28 objects each in cycles.
 
-Usage: python benchmarks/gc_repro.py [N]     (N tasks, default 10,000; needs only anyio)
+Usage: python -m benchmarks gc-repro [N]     (N tasks, default 10,000)
+       python gc_repro.py [N]                 (this file alone: it needs only anyio)
 
-A self-contained reproduction, meant to be pasted into an anyio issue; it does not use
-graceful_async. It starts N tasks that sleep forever, cancels them, and times the
-gc.collect() that follows, for:
+A self-contained reproduction, meant to be pasted into an anyio issue; it uses neither
+graceful_async nor the rest of this package. It starts N tasks that sleep forever, cancels
+them, and times the gc.collect() that follows, for:
 
 - anyio task group: the tasks are started with ``TaskGroup.start_soon()`` and cancelled
   with the group's cancel scope;
@@ -140,8 +141,7 @@ def _describe(obj: object) -> str:
     return type(obj).__name__
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+def main(n: int = 10_000) -> None:
     python = f"{platform.python_implementation()} {platform.python_version()}"
     print(f"{n:,} cancelled tasks; {python}, anyio {version('anyio')}\n")
     measure("anyio task group (asyncio backend)", task_group, n)
@@ -156,4 +156,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1:
+        main(int(sys.argv[1]))
+    else:
+        main()

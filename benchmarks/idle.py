@@ -1,7 +1,7 @@
 """Idle cost: the CPU time and wake-ups of a service that sleeps, for every contender.
 
-A suite of ``benchmarks/run.py``; ``python benchmarks/idle.py [options]`` runs only it
-(the options are run.py's).
+A suite of ``python -m benchmarks run``; ``python -m benchmarks run --only idle`` runs
+only it.
 
 Each child runs the anyio workload (``_child_workloads.py``) and, once it is READY and
 settled, is left alone for a few seconds between two snapshots of its threads taken from
@@ -14,14 +14,13 @@ latency suite.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from _bench_contenders import BACKENDS, FLOOR, GRACEFUL, Contender, rotated
-from _bench_measure import IDLE_SUPPORTED, BenchError, idle_cpu
-from _bench_report import fmt, median, pick, progress, section, summarize, table, verdict
+from ._bench_contenders import BACKENDS, FLOOR, GRACEFUL, Contender, rotated
+from ._bench_measure import IDLE_SUPPORTED, BenchError, idle_cpu
+from ._bench_report import fmt, median, pick, progress, section, summarize, table, verdict
 
 WORKLOAD = "anyio"
 #: "No polling": at most this many more wake-ups than the floor over the whole window ...
@@ -136,9 +135,3 @@ def markdown(results: dict[str, Any]) -> list[str]:
             body,
         ),
     )
-
-
-if __name__ == "__main__":
-    from run import main
-
-    sys.exit(main(only="idle"))

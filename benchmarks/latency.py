@@ -1,7 +1,7 @@
 """Signal-to-exit latency, the garbage it leaves, peak memory, and exit statuses.
 
-A suite of ``benchmarks/run.py``; ``python benchmarks/latency.py [options]`` runs only it
-(the options are run.py's).
+A suite of ``python -m benchmarks run``; ``python -m benchmarks run --only latency`` runs
+only it.
 
 1. Exit latency: from os.kill(SIGTERM) until the parent has reaped the child, for a child
    idling in 1 to 100,000 tasks, for every contender (``_bench_contenders.py``) and both
@@ -24,14 +24,13 @@ hits them alike.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from _bench_contenders import ASYNCIO_FAMILY, FLOOR, GRACEFUL, OURS, Contender, cells, rotated
-from _bench_measure import SHARED_CLOCK, BenchError, exit_latency, exit_status
-from _bench_report import (
+from ._bench_contenders import ASYNCIO_FAMILY, FLOOR, GRACEFUL, OURS, Contender, cells, rotated
+from ._bench_measure import SHARED_CLOCK, BenchError, exit_latency, exit_status
+from ._bench_report import (
     GOAL_RATIO,
     cell,
     fmt,
@@ -314,7 +313,8 @@ def _probe_table(probe: dict[str, Any]) -> list[str]:
         f"A separate pass at {tasks:,} tasks whose child runs `gc.collect()` right after "
         "the runner returns; medians. The explicit collection replaces the one the "
         "interpreter would run during teardown, so these exits are not the measurement "
-        "above. `benchmarks/gc_repro.py` reproduces the anyio task group's garbage alone.",
+        "above. `python -m benchmarks gc-repro` reproduces the anyio task group's garbage "
+        "alone.",
         table(
             [
                 "backend",
@@ -427,9 +427,3 @@ def cells_run(contenders: Sequence[Contender]) -> list[dict[str, Any]]:
         {"backend": backend, "workload": workload, "contenders": [c.name for c in runs]}
         for backend, workload, runs in cells(contenders)
     ]
-
-
-if __name__ == "__main__":
-    from run import main
-
-    sys.exit(main(only="latency"))

@@ -1,7 +1,7 @@
 """What drain() and in_flight() add to every item of a loop, against a bare loop.
 
-A suite of ``benchmarks/run.py``; ``python benchmarks/overhead.py [options]`` runs only it
-(the options are run.py's).
+A suite of ``python -m benchmarks run``; ``python -m benchmarks run --only overhead`` runs
+only it.
 
 Each pass starts one child per backend (``_child_overhead.py``, backend order rotating
 from pass to pass). The child runs inside graceful_async.run(), where drain() and
@@ -25,18 +25,17 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Any
 
-from _bench_contenders import BACKENDS, HERE, PYTHON
-from _bench_measure import BenchError
-from _bench_report import progress, section, summarize, table
+from ._bench_contenders import BACKENDS, child_command
+from ._bench_measure import BenchError
+from ._bench_report import progress, section, summarize, table
 
 #: The goal for asyncio: what drain() or in_flight() may add to each item.
 GOAL_NS = 2_000.0
 BASELINE = "bare"
-CHILD = HERE / "_child_overhead.py"
+CHILD = "_child_overhead"
 CHILD_TIMEOUT = 900.0
 
 
@@ -53,8 +52,7 @@ class Settings:
 def run_child(backend: str, settings: Settings, env: dict[str, str]) -> list[dict[str, Any]]:
     anyio_backend, use_uvloop = BACKENDS[backend]
     argv = [
-        PYTHON,
-        str(CHILD),
+        *child_command(CHILD),
         anyio_backend,
         str(int(use_uvloop)),
         str(settings.items),
@@ -190,9 +188,3 @@ def markdown(results: dict[str, Any]) -> list[str]:
             ),
         ),
     )
-
-
-if __name__ == "__main__":
-    from run import main
-
-    sys.exit(main(only="overhead"))

@@ -1,6 +1,6 @@
 """All of graceful_async's benchmarks in one run, against the floor and the alternatives.
 
-Usage: python benchmarks/run.py [--quick] [--only SUITES] [--repeat N] [--tasks N,N,...]
+Usage: python -m benchmarks run [--quick] [--only SUITES] [--repeat N] [--tasks N,N,...]
        [--idle-seconds S] [--json PATH] [--markdown PATH] [--plot PATH]
 
 Suites, in the order they run (each module's docstring says what it measures):
@@ -25,25 +25,21 @@ is 1 if any sample failed. docs/benchmarks.md explains the results.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
-import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import idle
-import latency
-import overhead
-import startup
-from _bench_contenders import CONTENDERS, HERE, WORKLOADS, available, timed
-from _bench_env import machine_info, snapshot_env
-from _bench_goals import goals, goals_markdown
-from _bench_measure import SETTLE
-from _bench_plot import plot
-from _bench_report import progress, section, table, write_json
+from . import idle, latency, overhead, startup
+from ._bench_contenders import CONTENDERS, HERE, WORKLOADS, available, timed
+from ._bench_env import machine_info, snapshot_env
+from ._bench_goals import goals, goals_markdown
+from ._bench_measure import SETTLE
+from ._bench_plot import plot
+from ._bench_report import progress, section, table, write_json
 
 SUITES = ("latency", "startup", "idle", "overhead")
 ROOT = HERE.parent
@@ -59,12 +55,12 @@ class Settings:
     overhead: overhead.Settings
 
 
-def make_settings(args: argparse.Namespace, suites: tuple[str, ...]) -> Settings:
+def make_settings(args: argparse.Namespace) -> Settings:
     quick = args.quick
     repeat = args.repeat or (2 if quick else 12)
     return Settings(
         quick=quick,
-        suites=suites,
+        suites=args.only,
         latency=latency.Settings(
             repeat=repeat,
             task_counts=args.tasks
@@ -90,38 +86,38 @@ def make_settings(args: argparse.Namespace, suites: tuple[str, ...]) -> Settings
     )
 
 
-def parse_args(
-    argv: Sequence[str] | None, only: str | None
-) -> tuple[argparse.Namespace, tuple[str, ...]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks run``; each is checked as it is parsed."""
     parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke test of every suite in about 2 minutes: 2 repetitions, no 100,000-task "
         "cells, a 1 s idle window, one overhead pass; its numbers are noisy",
     )
-    if only is None:
-        parser.add_argument(
-            "--only",
-            metavar="SUITES",
-            help=f"comma-separated suites to run, of {', '.join(SUITES)} (default: all)",
-        )
+    parser.add_argument(
+        "--only",
+        type=_suites,
+        default=SUITES,
+        metavar="SUITES",
+        help=f"comma-separated suites to run, of {', '.join(SUITES)} (default: all)",
+    )
     parser.add_argument(
         "--repeat",
-        type=int,
+        type=_whole_number,
         metavar="N",
         help="repetitions of each exit-latency cell (default 12, quick 2); the 100,000-task "
         "cells run in every fourth repetition only; start-up runs 2N times",
     )
     parser.add_argument(
         "--tasks",
+        type=_task_counts,
         metavar="N,N,...",
         help="idle task counts for the exit latency (default 1,1000,10000,100000; "
         "quick 1,1000,10000)",
     )
     parser.add_argument(
         "--idle-seconds",
-        type=float,
+        type=_seconds,
         metavar="S",
         help="the idle window of the idle suite (default 3, quick 1)",
     )
@@ -145,22 +141,39 @@ def parse_args(
         help="where to draw the latency plot (default docs/img/benchmarks.png, "
         "or benchmarks/results/quick.png with --quick)",
     )
-    args = parser.parse_args(argv)
-    suites = tuple((only or args.only or ",".join(SUITES)).split(","))
+
+
+# Option checks: argparse prints the message after the option's name, "argument --repeat:".
+
+
+def _suites(text: str) -> tuple[str, ...]:
+    suites = tuple(text.split(","))
     if unknown := [s for s in suites if s not in SUITES]:
-        parser.error(f"--only takes suites of {', '.join(SUITES)}, got {', '.join(unknown)}")
-    if args.repeat is not None and args.repeat < 1:
-        parser.error(f"--repeat must be a whole number >= 1, got {args.repeat}")
-    if args.idle_seconds is not None and not args.idle_seconds > 0:
-        parser.error(f"--idle-seconds must be a number of seconds > 0, got {args.idle_seconds}")
-    if args.tasks is not None:
-        try:
-            args.tasks = tuple(int(n) for n in args.tasks.split(","))
-        except ValueError:
-            parser.error(f"--tasks must be whole numbers >= 1 with commas, got {args.tasks}")
-        if min(args.tasks) < 1:
-            parser.error(f"--tasks must be whole numbers >= 1 with commas, got {args.tasks}")
-    return args, suites
+        raise argparse.ArgumentTypeError(
+            f"must be suites of {', '.join(SUITES)}, got {', '.join(unknown)}"
+        )
+    return suites
+
+
+def _whole_number(text: str) -> int:
+    with contextlib.suppress(ValueError):
+        if (n := int(text)) >= 1:
+            return n
+    raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+
+
+def _task_counts(text: str) -> tuple[int, ...]:
+    with contextlib.suppress(ValueError):
+        if min(counts := tuple(int(n) for n in text.split(","))) >= 1:
+            return counts
+    raise argparse.ArgumentTypeError(f"must be whole numbers >= 1 with commas, got {text}")
+
+
+def _seconds(text: str) -> float:
+    with contextlib.suppress(ValueError):
+        if (seconds := float(text)) > 0:
+            return seconds
+    raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
 
 
 # --- running ------------------------------------------------------------------------------
@@ -319,9 +332,10 @@ def report(results: dict[str, Any], image: str | None) -> str:
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
-def main(argv: Sequence[str] | None = None, *, only: str | None = None) -> int:
-    args, suites = parse_args(argv, only)
-    settings = make_settings(args, suites)
+def main(args: argparse.Namespace) -> int:
+    """Run the suites that ``args`` (from `add_arguments`) ask for; 1 if a sample failed."""
+    suites = args.only
+    settings = make_settings(args)
     json_path: Path = args.json or HERE / "results" / (
         "quick.json" if args.quick else "latest.json"
     )
@@ -360,7 +374,3 @@ def main(argv: Sequence[str] | None = None, *, only: str | None = None) -> int:
         progress(f"{len(errors)} error(s); see 'errors' in {json_path}")
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

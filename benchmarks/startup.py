@@ -1,7 +1,7 @@
 """Start-up: a whole process, one run() call, and the import of graceful_async.
 
-A suite of ``benchmarks/run.py``; ``python benchmarks/startup.py [options]`` runs only it
-(the options are run.py's).
+A suite of ``python -m benchmarks run``; ``python -m benchmarks run --only startup`` runs
+only it.
 
 1. Whole process: the wall time of ``python -c`` running a trivial main through
    graceful_async.run() or anyio.run(), per backend.
@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import math
 import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Any
 
-from _bench_contenders import BACKENDS, FLOOR, GRACEFUL
-from _bench_measure import (
+from ._bench_contenders import BACKENDS, FLOOR, GRACEFUL
+from ._bench_measure import (
     BenchError,
     import_profile,
     import_time,
     inprocess_times,
     startup_time,
 )
-from _bench_report import (
+from ._bench_report import (
     cell,
     fmt,
     median,
@@ -285,9 +284,3 @@ def _pair_table(
             ),
         ),
     )
-
-
-if __name__ == "__main__":
-    from run import main
-
-    sys.exit(main(only="startup"))
