@@ -18,7 +18,7 @@ import pytest
 import benchmarks
 from benchmarks import _bench_contenders, _bench_measure, overhead
 
-from .helpers import WAIT
+from .support.helpers import WAIT
 
 PACKAGE = Path(benchmarks.__file__).parent
 ROOT = PACKAGE.parent
