@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import anyio
+
 from graceful_async._backends import TaskInfo, _retrying
 
 
@@ -20,3 +22,15 @@ def test_task_listing_retries_races() -> None:
 
     assert _retrying(flaky)() == [TaskInfo("t", "here")]
     assert _retrying(hopeless)() == []
+
+
+def test_describe_unstarted_coroutine() -> None:
+    """A coroutine with no frames left is described, not crashed on."""
+    from graceful_async._backends import describe_coroutine
+
+    async def nothing() -> None:
+        pass
+
+    coro = nothing()
+    anyio.run(lambda: coro)
+    assert describe_coroutine(coro) == "(not started or finished)"

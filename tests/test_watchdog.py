@@ -568,18 +568,6 @@ def test_trigger_descriptions(trigger: str) -> None:
     assert given.headline() == expected
 
 
-def test_describe_unstarted_coroutine() -> None:
-    """A coroutine with no frames left is described, not crashed on."""
-    from graceful_async._backends import describe_coroutine
-
-    async def nothing() -> None:
-        pass
-
-    coro = nothing()
-    anyio.run(lambda: coro)
-    assert describe_coroutine(coro) == "(not started or finished)"
-
-
 def test_dump_signal_reports_and_the_service_carries_on(tmp_path: Path, backend: Backend) -> None:
     """dump_signal=SIGUSR1: tasks and threads on stderr, then business as usual."""
     body = """
