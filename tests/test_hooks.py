@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -14,7 +16,7 @@ import pytest
 
 import graceful_async
 
-from .support.helpers import Backend
+from .support.helpers import Backend, run_program
 
 
 def test_hooks_run_last_registered_first_after_the_tree_unwinds(backend: Backend) -> None:
@@ -201,6 +203,61 @@ def test_overrunning_sync_hook_is_reported(
 
     backend.run(main)
     assert any("sleepy took" in r.getMessage() for r in logs.records)
+
+
+def test_sys_exit_in_a_hook_leaves_the_status_alone(tmp_path: Path, backend: Backend) -> None:
+    """sys.exit() in a hook is that hook's failure on every backend; main's status stands."""
+    body = """
+    import logging
+    logging.basicConfig(format="%(message)s")
+
+    async def main():
+        graceful_async.on_shutdown(say, "later hook ran")
+        graceful_async.on_shutdown(sys.exit, 3, name="exiting-hook")
+        return "value"
+
+    say(start(main))
+    """
+    result = run_program(tmp_path, body, backend)
+    assert result.returncode == 0, result.stderr
+    assert result.lines == ["later hook ran", "value"]
+    assert "shutdown hook exiting-hook failed" in result.stderr
+
+
+def test_hook_raising_keyboard_interrupt_does_not_stop_the_others(
+    backend: Backend, logs: pytest.LogCaptureFixture
+) -> None:
+    """Even a BaseException from a hook is logged, and the earlier hooks still run."""
+    ran: list[str] = []
+
+    def interrupting() -> None:
+        raise KeyboardInterrupt
+
+    async def main() -> None:
+        graceful_async.on_shutdown(ran.append, "earlier")
+        graceful_async.on_shutdown(interrupting)
+
+    backend.run(main)
+    assert ran == ["earlier"]
+    assert any("interrupting failed" in r.getMessage() for r in logs.records)
+
+
+def test_hook_raising_a_cancellation_of_its_own(logs: pytest.LogCaptureFixture) -> None:
+    """A hook that raises CancelledError itself is a failed hook; the earlier hooks run."""
+    ran: list[str] = []
+
+    async def cancelled_hook() -> None:
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(10))
+        task.cancel()
+        await task
+
+    async def main() -> None:
+        graceful_async.on_shutdown(ran.append, "earlier")
+        graceful_async.on_shutdown(cancelled_hook)
+
+    assert graceful_async.run(main) is None
+    assert ran == ["earlier"]
+    assert any("cancelled_hook failed" in r.getMessage() for r in logs.records)
 
 
 def test_registering_during_the_hook_phase_is_refused(backend: Backend) -> None:

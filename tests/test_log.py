@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import signal
+import sys
 from pathlib import Path
 
 import anyio
@@ -60,6 +61,22 @@ def test_request_and_sigint_are_named(backend: Backend, logs: pytest.LogCaptureF
     messages = [r.getMessage() for r in logs.records]
     assert "shutdown requested (maintenance), shutting down (grace 3.0 s)" in messages
     assert messages[-1].endswith("exit status: death by SIGINT")
+
+
+def test_sys_exit_without_a_code_is_logged_as_such(
+    backend: Backend, logs: pytest.LogCaptureFixture
+) -> None:
+    """sys.exit() reads as sys.exit() in the log and ends with status 0."""
+
+    async def main() -> None:
+        sys.exit()
+
+    with pytest.raises(SystemExit) as info:
+        backend.run(main)
+    assert info.value.code is None
+    messages = [r.getMessage() for r in logs.records if r.name == "graceful_async"]
+    assert messages[0].startswith("sys.exit() called, shutting down")
+    assert messages[-1].endswith("exit status: 0")
 
 
 def test_stray_asyncio_tasks_are_cancelled_before_hooks(logs: pytest.LogCaptureFixture) -> None:

@@ -1,4 +1,4 @@
-"""run(): returning, options, state left behind, nesting and threads."""
+"""run(): returning, options, state left behind, nesting, threads, and what escapes main."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 import anyio
@@ -17,7 +19,7 @@ import sniffio
 
 import graceful_async
 
-from .support.helpers import WAIT, Backend
+from .support.helpers import WAIT, Backend, Child, write_program
 
 
 def test_returns_mains_value(backend: Backend) -> None:
@@ -41,6 +43,23 @@ def test_backend_options_reach_the_backend(backend: Backend) -> None:
 
     expected = {"asyncio": "asyncio", "asyncio+uvloop": "uvloop", "trio": "trio"}[backend.id]
     assert backend.run(main) == expected
+
+
+def test_asyncio_options_debug_and_loop_factory() -> None:
+    """debug and loop_factory reach the asyncio loop, as with anyio.run."""
+    made: list[asyncio.AbstractEventLoop] = []
+
+    def factory() -> asyncio.AbstractEventLoop:
+        loop = asyncio.new_event_loop()
+        made.append(loop)
+        return loop
+
+    async def main() -> bool:
+        assert asyncio.get_running_loop() is made[0]
+        return asyncio.get_running_loop().get_debug()
+
+    assert graceful_async.run(main, backend_options={"debug": True, "loop_factory": factory})
+    assert made[0].is_closed()
 
 
 def test_handlers_installed_during_main_and_restored_after(backend: Backend) -> None:
@@ -160,6 +179,18 @@ def test_only_the_chosen_signals_are_handled(backend: Backend) -> None:
     assert seen[0] is not seen[1]
 
 
+def test_duplicate_signals_are_handled_once(backend: Backend) -> None:
+    """Listing a signal twice is the same as listing it once."""
+
+    async def main() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await anyio.sleep_forever()
+
+    with pytest.raises(SystemExit) as info:
+        backend.run(main, signals=(signal.SIGTERM, signal.SIGTERM))
+    assert info.value.code == 143
+
+
 def test_can_run_again_and_leaves_no_state(backend: Backend) -> None:
     """run() can be called again in the same process and starts afresh each time."""
 
@@ -270,3 +301,79 @@ def test_cancel_reason_names_the_signal(backend: Backend) -> None:
     assert info.value.code == 143
     assert len(messages) == 1
     assert "SIGTERM" in messages[0]
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True])
+def test_sys_exit_in_a_plain_asyncio_task(use_uvloop: bool) -> None:
+    """asyncio lets SystemExit escape the loop; it still becomes a graceful exit(n)."""
+    order: list[str] = []
+
+    async def quitter() -> None:
+        sys.exit(5)
+
+    tasks: list[asyncio.Task[None]] = []
+
+    async def main() -> None:
+        graceful_async.on_shutdown(order.append, "hook")
+        tasks.append(asyncio.get_running_loop().create_task(quitter()))
+        try:
+            await anyio.sleep_forever()
+        finally:
+            order.append("main finally")
+
+    with pytest.raises(SystemExit) as info:
+        graceful_async.run(main, backend_options={"use_uvloop": use_uvloop})
+    assert info.value.code == 5
+    assert order == ["main finally", "hook"]
+    # Retrieve it, or asyncio logs "Task exception was never retrieved" whenever the
+    # task happens to be collected, in some later test's log capture.
+    assert isinstance(tasks[0].exception(), SystemExit)
+
+
+def test_cancellation_escaping_main_is_mains_own_outcome() -> None:
+    """A CancelledError that main caused itself still runs the hooks, then propagates."""
+    ran: list[str] = []
+
+    async def main() -> None:
+        graceful_async.on_shutdown(ran.append, "hook")
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(10))
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        graceful_async.run(main)
+    assert ran == ["hook"]
+
+    async def empty() -> None:
+        pass
+
+    graceful_async.run(empty)
+    assert ran == ["hook"]  # nothing was left registered for the next run
+
+
+def test_second_signal_cuts_the_wait_for_stray_tasks(tmp_path: Path) -> None:
+    """A plain asyncio task slow to finish is waited for, until a second signal."""
+    body = """
+    import asyncio
+
+    async def slow_stray():
+        try:
+            await asyncio.sleep(600)
+        except asyncio.CancelledError:
+            say("STRAY CLEANING UP")
+            await asyncio.sleep(600)  # slow cleanup; a second cancel ends it
+
+    async def main():
+        asyncio.get_running_loop().create_task(slow_stray())
+        say("READY")
+        await anyio.sleep_forever()
+
+    start(main, grace=60)
+    """
+    child = Child.start(write_program(tmp_path, body), Backend("asyncio"))
+    child.wait_for("READY")
+    child.send(signal.SIGTERM)
+    child.wait_for("STRAY CLEANING UP")
+    child.send(signal.SIGINT)
+    result = child.finish()
+    assert result.returncode == 143, result.stderr

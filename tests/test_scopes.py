@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -11,7 +14,7 @@ import pytest
 
 import graceful_async
 
-from .support.helpers import Backend
+from .support.helpers import Backend, Child, write_program
 
 pytestmark = pytest.mark.anyio
 
@@ -112,3 +115,50 @@ def test_open_cleanup_scope_is_clamped_when_shutdown_starts(backend: Backend) ->
     assert info.value.code == 0
     assert len(took) == 1
     assert took[0] < 2  # cut at grace minus the exit reserve (1.8 s), never at 30 s
+
+
+def test_cleanup_scope_after_escalation_is_cancelled_at_once(backend: Backend) -> None:
+    """After a second signal, a new cleanup scope gets no time at all."""
+    seen: list[bool] = []
+
+    async def main() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            await anyio.sleep_forever()
+        finally:
+            with graceful_async.cleanup_scope(timeout=30) as scope:
+                await anyio.sleep(30)
+            seen.append(scope.cancelled_caught)
+
+    with pytest.raises((SystemExit, KeyboardInterrupt)) as info:
+        backend.run(main, grace=30)
+    # The handlers may see either signal first: SIGTERM exits 143, SIGINT re-raises.
+    if isinstance(info.value, SystemExit):
+        assert info.value.code == 143
+    assert seen == [True]
+
+
+def test_second_signal_during_finally_cancels_the_cleanup(tmp_path: Path, backend: Backend) -> None:
+    """A signal while finally blocks run does not kill on the spot: it cuts the cleanup."""
+    body = """
+    async def main():
+        try:
+            say("READY")
+            await anyio.sleep_forever()
+        finally:
+            with graceful_async.cleanup_scope() as scope:
+                say("CLEANUP STARTED")
+                await anyio.sleep(600)
+            say(f"cleanup cut: {scope.cancelled_caught}")
+
+    start(main, grace=60)
+    """
+    child = Child.start(write_program(tmp_path, body), backend)
+    child.wait_for("READY")
+    child.send(signal.SIGTERM)
+    child.wait_for("CLEANUP STARTED")
+    child.send(signal.SIGINT)
+    result = child.finish()
+    assert result.returncode == 143
+    assert result.lines[-1] == "cleanup cut: True"

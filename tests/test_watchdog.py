@@ -15,9 +15,14 @@ import anyio
 import pytest
 
 import graceful_async
+from graceful_async._lifecycle import Lifecycle
+from graceful_async._shutdown import ShutdownState, Trigger
+from graceful_async._watchdog import Watchdog
 
 from .support.helpers import (
     EXIT_LATENESS,
+    FIRE_LATENESS,
+    FORCED,
     SIGINT_DEATH,
     WAIT,
     Backend,
@@ -28,13 +33,100 @@ from .support.helpers import (
     write_program,
 )
 
-FORCED = graceful_async.FORCED_EXIT_STATUS
-
 
 def test_forced_status_is_distinct() -> None:
     """The forced status is not 0, 1, 2 or 128+N, so it cannot be mistaken for them."""
     assert FORCED not in (0, 1, 2)
     assert not 128 < FORCED < 128 + 65
+
+
+def watch(state: ShutdownState) -> tuple[Watchdog, list[tuple[str, int, float]]]:
+    """A watchdog whose forced exit records the report, the status and when it fired."""
+    fired: list[tuple[str, int, float]] = []
+    done = threading.Event()
+
+    def force(report: str, status: int) -> None:
+        fired.append((report, status, time.monotonic()))
+        done.set()
+
+    watchdog = Watchdog(Lifecycle(state), force=force)
+    watchdog.done = done  # type: ignore[attr-defined]
+    return watchdog, fired
+
+
+@pytest.mark.parametrize(
+    ("escalate", "expected"),
+    [
+        (False, "shutdown did not finish within the grace period (0.2 s)"),
+        (True, "the program did not finish within 1 s of the second signal"),
+    ],
+)
+def test_watchdog_fires_at_the_deadline(escalate: bool, expected: str) -> None:
+    """At its deadline, not before and at most 0.3 s after, the watchdog forces the exit."""
+    state = ShutdownState(grace=0.2)
+    watchdog, fired = watch(state)
+    try:
+        state.trigger_shutdown(Trigger("request"))
+        if escalate:
+            state.escalate()
+        assert watchdog.done.wait(30)  # type: ignore[attr-defined]
+        report, status, fired_at = fired[0]
+        assert status == graceful_async.FORCED_EXIT_STATUS
+        assert report.startswith(f"graceful_async: {expected}")
+        # At the deadline: not before it, and not much after it.
+        assert state.deadline <= fired_at <= state.deadline + FIRE_LATENESS
+    finally:
+        state.close()
+
+
+def test_watchdog_fires_at_a_kill_request() -> None:
+    """A third signal's byte makes the watchdog fire without waiting for the deadline."""
+    state = ShutdownState(grace=60)
+    watchdog, fired = watch(state)
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            state.signal_received(sig)
+        assert watchdog.done.wait(30)  # type: ignore[attr-defined]
+        assert "a third signal arrived" in fired[0][0]
+    finally:
+        state.close()
+
+
+def test_watchdog_takes_the_gil_back_at_once_while_it_forces_the_exit() -> None:
+    """While it builds the report and forces the exit, no busy thread holds the GIL long.
+
+    Each system call of the report's gives the GIL away; a busy main thread kept it for a
+    whole switch interval each time and delayed a forced exit by seconds. Where forcing
+    does not end the process (graceful_async.testing), the interval is put back after.
+    """
+    state = ShutdownState(grace=0.05)
+    intervals: list[float] = []
+    before = sys.getswitchinterval()
+
+    def force(report: str, status: int) -> None:
+        intervals.append(sys.getswitchinterval())
+
+    watchdog = Watchdog(Lifecycle(state), force=force)
+    try:
+        state.trigger_shutdown(Trigger("request"))
+        watchdog._thread.join(30)
+        assert intervals
+        assert intervals[0] <= 1e-4
+        assert sys.getswitchinterval() == before
+    finally:
+        state.close()
+
+
+def test_watchdog_stops_cleanly() -> None:
+    """Leaving the watchdog's block ends its thread without firing."""
+    state = ShutdownState(grace=60)
+    watchdog, fired = watch(state)
+    try:
+        state.trigger_shutdown(Trigger("request"))
+        watchdog.__exit__(None, None, None)
+        assert fired == []
+    finally:
+        state.close()
 
 
 def test_blocked_loop_is_ended_at_the_deadline(tmp_path: Path, backend: Backend) -> None:
@@ -462,48 +554,6 @@ def test_idle_watchdog_does_not_poll(backend: Backend) -> None:
     assert seen == ["wait", None]  # _Poller.wait(timeout)
 
 
-def test_report_lists_tasks_in_process(backend: Backend) -> None:
-    """The report's task list names live tasks and where they wait (asyncio and trio)."""
-    from graceful_async._backends import backend_named
-    from graceful_async._lifecycle import Lifecycle
-    from graceful_async._report import build_report
-    from graceful_async._shutdown import ShutdownState, Trigger
-
-    reports: list[str] = []
-
-    async def sleeper() -> None:
-        await anyio.sleep_forever()
-
-    async def main() -> None:
-        state = ShutdownState(1.0)
-        run = Lifecycle(state)
-        try:
-            state.trigger_shutdown(Trigger("request", reason="test"))
-            run.running_hooks["close-db"] = time.monotonic()
-            state.in_flight.update({object(), object()})
-            run.running_workers[object()] = "consume (attempt 2)"
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(sleeper, name="the-sleeper")
-                await anyio.sleep(0.01)
-                reports.append(
-                    build_report(run, "testing", FORCED, backend_named(backend.name).task_lister())
-                )
-                tg.cancel_scope.cancel()
-        finally:
-            state.close()
-
-    backend.run(main)
-    report = reports[0]
-    assert report.startswith(f"graceful_async: testing; forcing exit with status {FORCED}")
-    assert "trigger: shutdown requested (test)" in report
-    assert "close-db (running for" in report
-    assert "Units of work still in flight: 2" in report
-    assert "Workers still running (1):\n  consume (attempt 2)" in report
-    assert "'the-sleeper' at " in report
-    assert "in sleeper" in report
-    assert "'main' at " in report
-
-
 @pytest.mark.parametrize("trigger", ["return", "error", "exit"])
 def test_trigger_descriptions(trigger: str) -> None:
     """Every trigger reads well in the log and the report."""
@@ -516,18 +566,6 @@ def test_trigger_descriptions(trigger: str) -> None:
     }
     given, expected = kinds[trigger]
     assert given.headline() == expected
-
-
-def test_describe_unstarted_coroutine() -> None:
-    """A coroutine with no frames left is described, not crashed on."""
-    from graceful_async._backends import describe_coroutine
-
-    async def nothing() -> None:
-        pass
-
-    coro = nothing()
-    anyio.run(lambda: coro)
-    assert describe_coroutine(coro) == "(not started or finished)"
 
 
 def test_dump_signal_reports_and_the_service_carries_on(tmp_path: Path, backend: Backend) -> None:

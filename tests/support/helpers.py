@@ -305,4 +305,6 @@ def run_program(
     return child.finish()
 
 
+# The statuses tests look for: a child's death by SIGINT, and the watchdog's forced exit.
 SIGINT_DEATH = -signal.SIGINT
+FORCED = graceful_async.FORCED_EXIT_STATUS
