@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
 import sys
 import threading
+import weakref
 from pathlib import Path
 from types import FrameType
 
@@ -377,3 +379,31 @@ def test_second_signal_cuts_the_wait_for_stray_tasks(tmp_path: Path) -> None:
     child.send(signal.SIGINT)
     result = child.finish()
     assert result.returncode == 143, result.stderr
+
+
+class _Held:
+    """An object only a frame of the failed run refers to."""
+
+
+def test_a_run_that_raised_keeps_none_of_its_frames_alive(backend: Backend) -> None:
+    """Once run() has raised and the exception is dropped, what main's frames held is
+    freed, although the exit guard keeps the run until its deadline: a socket a server
+    failed to bind must not wait there to be closed."""
+    held: list[weakref.ref[_Held]] = []
+
+    def fail() -> None:
+        thing = _Held()
+        held.append(weakref.ref(thing))
+        raise OSError("address in use")
+
+    async def main() -> None:
+        fail()
+
+    try:
+        backend.run(main, grace=30)
+    except OSError:
+        pass
+    else:  # pragma: no cover - run() must raise main's error
+        raise AssertionError("run() did not raise main's OSError")
+    gc.collect()
+    assert held[0]() is None

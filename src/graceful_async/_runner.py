@@ -308,37 +308,42 @@ class Runner:
         # drain only from a running phase. Cancelling main's scope before main enters it
         # still cancels main at its first checkpoint.
         lifecycle.enter(Phase.RUNNING)
-        async with anyio.create_task_group() as tg:
-            lifecycle.own_tasks.add(lifecycle.current_task())
-            # The features' tasks first: the relay may pass them a request at once.
-            for name, task in lifecycle.tasks_beside_main:
-                await tg.start(task, name=name)
-            await tg.start(relay.run, name=RELAY_TASK_NAME)
-            relay.apply()
-            if config.ready_on_start:
-                set_ready()
-            try:
-                with main_scope:
-                    outcome.value = await call_main()
-            except BaseException as exc:
-                # Everything that escapes main is the program's own outcome, even a
-                # cancellation that main caused itself (awaiting a task it cancelled).
-                outcome.capture(exc)
-            relay.main_done = True
-            state.trigger_shutdown(_trigger_for(outcome))
-            relay.apply()
+        try:
+            async with anyio.create_task_group() as tg:
+                lifecycle.own_tasks.add(lifecycle.current_task())
+                # The features' tasks first: the relay may pass them a request at once.
+                for name, task in lifecycle.tasks_beside_main:
+                    await tg.start(task, name=name)
+                await tg.start(relay.run, name=RELAY_TASK_NAME)
+                relay.apply()
+                if config.ready_on_start:
+                    set_ready()
+                try:
+                    with main_scope:
+                        outcome.value = await call_main()
+                except BaseException as exc:
+                    # Everything that escapes main is the program's own outcome, even a
+                    # cancellation that main caused itself (awaiting a task it cancelled).
+                    outcome.capture(exc)
+                relay.main_done = True
+                state.trigger_shutdown(_trigger_for(outcome))
+                relay.apply()
 
-            stray = []
-            if self._sweep:
-                stray = backend.cancel_stray_tasks(lifecycle.own_tasks)
-                with bounded_scope():
-                    await backend.wait_for_tasks(stray)
-            await lifecycle.unwound()
+                stray = []
+                if self._sweep:
+                    stray = backend.cancel_stray_tasks(lifecycle.own_tasks)
+                    with bounded_scope():
+                        await backend.wait_for_tasks(stray)
+                await lifecycle.unwound()
 
-            done = f"main's task tree unwound; {len(stray)} stray task(s) cancelled"
-            lifecycle.enter(Phase.HOOKS, done)
-            count = await _hooks.run_hooks(lifecycle)
-            tg.cancel_scope.cancel()
+                done = f"main's task tree unwound; {len(stray)} stray task(s) cancelled"
+                lifecycle.enter(Phase.HOOKS, done)
+                count = await _hooks.run_hooks(lifecycle)
+                tg.cancel_scope.cancel()
+        finally:
+            # Done with the tasks: the exit guard keeps the lifecycle until the deadline,
+            # and finished tasks would keep what their frames held (a socket, say) alive.
+            lifecycle.own_tasks.clear()
         lifecycle.enter(Phase.EXITING, f"{count} hook(s) ran")
         return outcome
 
