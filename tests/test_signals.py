@@ -342,15 +342,17 @@ def test_signal_wakes_the_loop_while_the_watchdog_thread_cannot_run(
 SECOND_SIGNAL_RUNS = int(os.environ.get("GA_SECOND_SIGNAL_RUNS", "12"))
 
 
+@pytest.mark.parametrize("run", range(SECOND_SIGNAL_RUNS))
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_second_signal_at_any_moment_never_kills_by_default(
-    tmp_path: Path, backend: Backend, sig: signal.Signals
+    tmp_path: Path, backend: Backend, sig: signal.Signals, run: int
 ) -> None:
     """A second signal 0-25 ms after the first, on a main that ends at once, is ours.
 
     It lands during the hooks, the restoring of the handlers, the unwinding above run()
     or the interpreter's exit. Two SIGTERMs end with 143 and two Ctrl+Cs by SIGINT, with
-    atexit handlers run and no traceback. GA_SECOND_SIGNAL_RUNS sets the runs per case.
+    atexit handlers run and no traceback. GA_SECOND_SIGNAL_RUNS sets the runs per case;
+    each run is a test of its own, so that the workers share them out.
     """
     body = """
     atexit.register(print, "atexit ran")
@@ -362,21 +364,19 @@ def test_a_second_signal_at_any_moment_never_kills_by_default(
     start(main)
     """
     program = write_program(tmp_path, body)
-    rng = random.Random(f"{backend.id}-{sig}")
+    delay = random.Random(f"{backend.id}-{sig}-{run}").uniform(0.0, 0.025)
     expected = SIGINT_DEATH if sig == signal.SIGINT else 128 + signal.SIGTERM
-    for run in range(SECOND_SIGNAL_RUNS):
-        delay = rng.uniform(0.0, 0.025)
-        child = Child.start(program, backend)
-        child.wait_for("READY")
+    child = Child.start(program, backend)
+    child.wait_for("READY")
+    child.send(sig)
+    time.sleep(delay)
+    with contextlib.suppress(ProcessLookupError):  # it may be gone already
         child.send(sig)
-        time.sleep(delay)
-        with contextlib.suppress(ProcessLookupError):  # it may be gone already
-            child.send(sig)
-        result = child.finish()
-        what = f"run {run}, second signal after {delay * 1000:.1f} ms: {result}"
-        assert result.returncode == expected, what
-        assert result.lines == ["READY", "atexit ran"], what
-        assert "Traceback" not in result.stderr, what
+    result = child.finish()
+    what = f"run {run}, second signal after {delay * 1000:.1f} ms: {result}"
+    assert result.returncode == expected, what
+    assert result.lines == ["READY", "atexit ran"], what
+    assert "Traceback" not in result.stderr, what
 
 
 def test_handlers_after_a_caught_exit_give_way_once_the_grace_period_is_over(
