@@ -34,7 +34,8 @@ from ._bench_report import progress, section, summarize, table
 
 #: The goal for asyncio: what drain() or in_flight() may add to each item.
 GOAL_NS = 2_000.0
-BASELINE = "bare"
+#: The loop without drain() or in_flight() that every case is measured against.
+BARE = "bare"
 CHILD = "_child_overhead"
 CHILD_TIMEOUT = 900.0
 
@@ -104,18 +105,18 @@ def _per_round(samples: list[dict[str, Any]], **where: Any) -> dict[tuple[int, i
 def summarize_overhead(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per backend, source and variant other than the baseline."""
     # In the order the child defines them (dicts keep their insertion order).
-    cases = dict.fromkeys((s["source"], s["variant"]) for s in samples if s["variant"] != BASELINE)
+    cases = dict.fromkeys((s["source"], s["variant"]) for s in samples if s["variant"] != BARE)
     rows = []
     for backend in BACKENDS:
         for source, variant in cases:
-            base = _per_round(samples, backend=backend, source=source, variant=BASELINE)
+            base = _per_round(samples, backend=backend, source=source, variant=BARE)
             ours = _per_round(samples, backend=backend, source=source, variant=variant)
             base_stats, our_stats = summarize(list(base.values())), summarize(list(ours.values()))
             row: dict[str, Any] = {
                 "backend": backend,
                 "source": source,
                 "variant": variant,
-                BASELINE: base_stats,
+                BARE: base_stats,
                 "candidate": our_stats,
                 # The same round's difference: a cross-check that is less exposed to
                 # slow drift than the difference of the medians.
@@ -176,8 +177,8 @@ def markdown(results: dict[str, Any]) -> list[str]:
                     row["backend"],
                     row["source"],
                     row["variant"],
-                    str(min(row[BASELINE]["count"], row["candidate"]["count"])),
-                    _cell(row[BASELINE]),
+                    str(min(row[BARE]["count"], row["candidate"]["count"])),
+                    _cell(row[BARE]),
                     _cell(row["candidate"]),
                     f"{row['overhead_ns']:,.0f}",
                     f"{row['ratio']:.2f}",
