@@ -92,13 +92,18 @@ $(BENCH_STAMP): $(STAMP)
 ## asyncio.run, aiorun and aiomisc; import, start-up, idle CPU, memory; drain()/in_flight().
 ## Writes benchmarks/results/latest.json, docs/img/benchmarks.png and the Markdown below.
 ## Then how each runner behaves on SIGTERM, Ctrl+C and faults (about 2 min).
+## BENCH_BASELINE=REV (a commit, branch or tag; empty: none) also measures graceful_async as
+## it was at REV in the same run, interleaved, and the report's "Against the baseline" says
+## which cells are more than 2% slower than at REV (the run takes about 40% longer).
+BENCH_BASELINE ?=
+BENCH_BASELINE_ARGS := $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
 bench: $(BENCH_STAMP)
-	$(PY) -m benchmarks run --markdown benchmarks/results/latest.md
+	$(PY) -m benchmarks run --markdown benchmarks/results/latest.md $(BENCH_BASELINE_ARGS)
 	$(PY) -m benchmarks behaviour --markdown benchmarks/results/behaviour.md
 
-## The same in about 2 minutes, as a smoke test; its numbers are noisy.
+## The same in about 2 minutes, as a smoke test; its numbers are noisy. BENCH_BASELINE too.
 bench-quick: $(BENCH_STAMP)
-	$(PY) -m benchmarks run --quick
+	$(PY) -m benchmarks run --quick $(BENCH_BASELINE_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-3.* site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

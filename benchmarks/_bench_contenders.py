@@ -1,7 +1,10 @@
 """Who is measured: the contenders, the backends and workloads each one runs, and the cells.
 
 A cell is one (backend, workload) pair; within a cell every contender that runs it is
-measured back to back, so that drift of a shared machine hits them alike.
+measured back to back, so that drift of a shared machine hits them alike. With a baseline
+(``run --baseline REV``), each of graceful_async's variants gets a twin that runs the same
+child program with graceful_async as it was at REV (`with_baseline`); `Envs` gives each
+contender the environment that imports its copy.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -49,10 +52,18 @@ class Contender:
     #: Only run once to record its exit status, not timed.
     status_only: bool = False
     workloads: tuple[str, ...] = field(default=tuple(WORKLOADS))
+    #: The contender whose program this one runs with the baseline's graceful_async;
+    #: None: it imports the copy of the working tree, like every contender without one.
+    baseline_of: str | None = None
 
     @property
     def command(self) -> list[str]:
         return child_command(self.child)
+
+    @property
+    def original(self) -> str:
+        """The contender whose program this one runs: itself, or the one it is a baseline of."""
+        return self.baseline_of or self.name
 
 
 CONTENDERS: tuple[Contender, ...] = (
@@ -127,6 +138,45 @@ CONTENDERS: tuple[Contender, ...] = (
 )
 
 
+def with_baseline(contenders: Iterable[Contender], rev: str) -> tuple[Contender, ...]:
+    """``contenders`` with a baseline twin, "NAME @REV", after each of graceful_async's.
+
+    A twin runs the same child with the same flags; only its environment differs (`Envs`),
+    so that it imports graceful_async as it was at ``rev``.
+    """
+    found: list[Contender] = []
+    for contender in contenders:
+        found.append(contender)
+        if contender.name in OURS:
+            twin = replace(
+                contender,
+                name=f"{contender.name} @{rev}",
+                description=f"{contender.description}, with graceful_async as at {rev}",
+                baseline_of=contender.name,
+            )
+            found.append(twin)
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class Envs:
+    """The environment of each contender's children, by the copy of graceful_async it imports.
+
+    Both put their copy first on PYTHONPATH; `_bench_env.snapshot_env` makes them and checks
+    that a child imports that copy.
+    """
+
+    current: dict[str, str]  # the copy of the working tree, taken at the start
+    baseline: dict[str, str] | None = None  # the copy of ``--baseline REV``, if one was asked
+
+    def of(self, contender: Contender) -> dict[str, str]:
+        if contender.baseline_of is None:
+            return self.current
+        if self.baseline is None:
+            raise ValueError(f"{contender.name!r} needs the baseline's copy, and none was made")
+        return self.baseline
+
+
 def child_command(module: str) -> list[str]:
     """The command that runs one of this package's child programs.
 
@@ -142,13 +192,16 @@ def workloads_for(backend: str) -> tuple[str, ...]:
     return tuple(WORKLOADS) if backend in ASYNCIO_FAMILY else ("anyio",)
 
 
-def available(contenders: Iterable[Contender], env: dict[str, str]) -> dict[str, str]:
+def available(contenders: Iterable[Contender], envs: Envs) -> dict[str, str]:
     """The contenders that cannot run here, each with the reason (a missing package)."""
     missing: dict[str, str] = {}
     for contender in contenders:
         for module in contender.requires:
             found = subprocess.run(
-                [PYTHON, "-c", f"import {module}"], env=env, capture_output=True, check=False
+                [PYTHON, "-c", f"import {module}"],
+                env=envs.of(contender),
+                capture_output=True,
+                check=False,
             )
             if found.returncode != 0:
                 missing[contender.name] = f"{module} is not installed (pip install --group bench)"

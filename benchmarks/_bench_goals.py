@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ._bench_contenders import GRACEFUL
 from ._bench_report import GOAL_RATIO, fmt, section, table, verdict
 
 
@@ -57,7 +58,9 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             row["overhead_ns"] < 2e3,
         )
         for row in results["overhead"]["summary"]
-        if row["backend"] == "asyncio" and not math.isnan(row["overhead_ns"])
+        if row["contender"] == GRACEFUL
+        and row["backend"] == "asyncio"
+        and not math.isnan(row["overhead_ns"])
     ]
     return [
         _goal(

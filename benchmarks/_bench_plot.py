@@ -31,6 +31,8 @@ def plot(results: dict[str, Any], path: Path) -> str | None:
     import matplotlib.pyplot as plt
 
     rows = results["exit_latency"]["summary"]
+    # The baseline's twins are compared in a table of their own, not drawn.
+    twins = {c["name"] for c in results["contenders"] if c.get("baseline_of")}
     backends = [b for b in BACKENDS if any(row["backend"] == b for row in rows)]
     if not backends:
         return "no exit-latency results to plot"
@@ -43,7 +45,7 @@ def plot(results: dict[str, Any], path: Path) -> str | None:
             if row["backend"] != backend:
                 continue
             for name, stats in row["contenders"].items():
-                if stats["total"]["count"]:
+                if stats["total"]["count"] and name not in twins:
                     series.setdefault((name, row["workload"]), []).append(
                         (row["tasks"], stats["total"])
                     )

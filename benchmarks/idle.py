@@ -9,7 +9,7 @@ outside (``/proc/<pid>/task/*/schedstat`` and ``status``): the CPU nanoseconds t
 and their voluntary context switches, that is the times a thread was woken and went back
 to sleep. A service that does not poll should show the bare loop's numbers. Then it is
 stopped with SIGTERM and its exit status checked. Contenders are interleaved as in the
-latency suite.
+latency suite, a baseline's twins (``run --baseline REV``) among them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._bench_contenders import BACKENDS, FLOOR, GRACEFUL, Contender, rotated
+from . import _bench_baseline
+from ._bench_contenders import BACKENDS, FLOOR, GRACEFUL, Contender, Envs, rotated
 from ._bench_measure import IDLE_SUPPORTED, BenchError, idle_cpu
 from ._bench_report import fmt, median, pick, progress, section, summarize, table, verdict
 
@@ -39,7 +40,7 @@ class Settings:
 def run_idle(
     settings: Settings,
     contenders: Sequence[Contender],
-    env: dict[str, str],
+    envs: Envs,
     errors: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     if not IDLE_SUPPORTED:
@@ -54,7 +55,12 @@ def run_idle(
                 where = {"backend": backend, "contender": contender.name}
                 try:
                     sample = idle_cpu(
-                        contender, backend, WORKLOAD, settings.tasks, env, settings.seconds
+                        contender,
+                        backend,
+                        WORKLOAD,
+                        settings.tasks,
+                        envs.of(contender),
+                        settings.seconds,
                     )
                 except BenchError as exc:
                     errors.append({"benchmark": "idle", **where, "error": str(exc)})
@@ -135,3 +141,28 @@ def markdown(results: dict[str, Any]) -> list[str]:
             body,
         ),
     )
+
+
+def against_baseline(results: dict[str, Any], twins: dict[str, str]) -> list[dict[str, Any]]:
+    """Comparison rows: the CPU time in the idle window, on every backend.
+
+    Wake-ups are not compared on their own: a child that wakes up also uses CPU time, and
+    with a baseline of 0, any CPU time at all is a verdict of slower.
+    """
+    found = []
+    for row in results["idle"]["summary"]:
+        stats = row["contenders"]
+        for ours, twin in twins.items():
+            if ours in stats and twin in stats:
+                found.append(
+                    _bench_baseline.compare(
+                        "idle CPU",
+                        row["backend"],
+                        ours,
+                        "ms",
+                        stats[ours]["cpu"],
+                        stats[twin]["cpu"],
+                        scale=1e3,
+                    )
+                )
+    return found

@@ -18,7 +18,9 @@ only it.
 Contenders are interleaved: every repetition visits every cell (the slow 100,000-task
 cells only every few repetitions) and runs every contender of the cell back to back, in
 an order that rotates from repetition to repetition, so slow drift of a shared machine
-hits them alike.
+hits them alike. A baseline's twins (``run --baseline REV``) are contenders like the others;
+the exit latency and the peak memory are compared with theirs, the garbage probe (a
+diagnostic) and the exit statuses only listed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._bench_contenders import ASYNCIO_FAMILY, FLOOR, GRACEFUL, OURS, Contender, cells, rotated
+from . import _bench_baseline
+from ._bench_contenders import (
+    ASYNCIO_FAMILY,
+    FLOOR,
+    GRACEFUL,
+    OURS,
+    Contender,
+    Envs,
+    cells,
+    rotated,
+)
 from ._bench_measure import SHARED_CLOCK, BenchError, exit_latency, exit_status
 from ._bench_report import (
     GOAL_RATIO,
@@ -61,7 +73,7 @@ class Settings:
 def run_exit_latency(
     settings: Settings,
     contenders: Sequence[Contender],
-    env: dict[str, str],
+    envs: Envs,
     errors: list[dict[str, Any]],
     *,
     collect: bool = False,
@@ -85,7 +97,12 @@ def run_exit_latency(
                     }
                     try:
                         sample = exit_latency(
-                            contender, backend, workload, n_tasks, env, collect=collect
+                            contender,
+                            backend,
+                            workload,
+                            n_tasks,
+                            envs.of(contender),
+                            collect=collect,
                         )
                     except BenchError as exc:
                         errors.append({"benchmark": name, **where, "error": str(exc)})
@@ -96,7 +113,7 @@ def run_exit_latency(
 
 
 def run_exit_statuses(
-    contenders: Sequence[Contender], env: dict[str, str], errors: list[dict[str, Any]]
+    contenders: Sequence[Contender], envs: Envs, errors: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     progress("exit statuses: one idle child per contender and backend")
     found = []
@@ -105,7 +122,7 @@ def run_exit_statuses(
             workload = "asyncio" if backend in ASYNCIO_FAMILY else "anyio"
             where = {"contender": contender.name, "backend": backend, "workload": workload}
             try:
-                result = exit_status(contender, backend, workload, env)
+                result = exit_status(contender, backend, workload, envs.of(contender))
             except BenchError as exc:
                 errors.append({"benchmark": "exit status", **where, "error": str(exc)})
                 progress(f"  ERROR {where}: {exc}")
@@ -148,10 +165,12 @@ def summarize_cells(
                 ours, floor = stats[GRACEFUL]["total"], stats[FLOOR]["total"]
                 row["ratio_to_floor"] = ratio(ours, floor)
                 row["difference_to_floor"] = median(ours) - median(floor)
+            # Neither graceful_async's variants nor their baseline twins are alternatives.
+            alternatives = {c.name for c in runs if c.original not in (*OURS, FLOOR)}
             others = {
                 name: s["total"]
                 for name, s in stats.items()
-                if name not in (*OURS, FLOOR) and s["total"]["count"]
+                if name in alternatives and s["total"]["count"]
             }
             if GRACEFUL in stats and others:
                 best = min(others, key=lambda name: median(others[name]))
@@ -214,7 +233,7 @@ def markdown(results: dict[str, Any]) -> list[str]:
             ),
         ),
     )
-    lines += _alternatives_table(rows)
+    lines += _alternatives_table(rows, _bench_baseline.pairs(results["contenders"]))
     lines += _split_table(rows)
     lines += _probe_table(results["gc_probe"])
     lines += _memory_table(results["memory"])
@@ -222,11 +241,12 @@ def markdown(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _alternatives_table(rows: list[dict[str, Any]]) -> list[str]:
+def _alternatives_table(rows: list[dict[str, Any]], twins: dict[str, str]) -> list[str]:
     compared = [row for row in rows if "fastest_alternative" in row]
     if not compared:
         return []
-    names = [n for n in _names(compared) if n != FLOOR]
+    # The baseline's twins have a section of their own ("Against the baseline").
+    names = [n for n in _names(compared) if n != FLOOR and n not in twins.values()]
     body = []
     for row in compared:
         stats = row["contenders"]
@@ -427,3 +447,40 @@ def cells_run(contenders: Sequence[Contender]) -> list[dict[str, Any]]:
         {"backend": backend, "workload": workload, "contenders": [c.name for c in runs]}
         for backend, workload, runs in cells(contenders)
     ]
+
+
+def against_baseline(results: dict[str, Any], twins: dict[str, str]) -> list[dict[str, Any]]:
+    """Comparison rows: the exit latency of every cell, and the peak memory."""
+    found = []
+    for row in results["exit_latency"]["summary"]:
+        stats = row["contenders"]
+        for ours, twin in twins.items():
+            if ours in stats and twin in stats:
+                found.append(
+                    _bench_baseline.compare(
+                        "exit latency",
+                        "/".join(_where(row)),
+                        ours,
+                        "ms",
+                        stats[ours]["total"],
+                        stats[twin]["total"],
+                        scale=1e3,
+                    )
+                )
+    memory = {(row["backend"], row["workload"], row["contender"]): row for row in results["memory"]}
+    for (backend, workload, name), row in memory.items():
+        theirs = memory.get((backend, workload, twins.get(name, "")))
+        if theirs is not None:
+            found.append(
+                _bench_baseline.compare(
+                    "peak memory",
+                    f"{backend}/{workload}/{row['tasks']:,}",
+                    name,
+                    "MiB",
+                    row["maxrss_kib"],
+                    theirs["maxrss_kib"],
+                    scale=1 / 1024,
+                    larger="larger",
+                )
+            )
+    return found

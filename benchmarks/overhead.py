@@ -18,6 +18,11 @@ over ITEMS items, in an order that rotates from round to round:
 The stream is an anyio memory object stream with every item already buffered. The
 overhead of a case is its median nanoseconds per item minus the median of the bare loop
 over the same source, measured in the same rounds.
+
+With a baseline (``run --baseline REV``), each pass also starts the same child with the
+baseline's copy of graceful_async, right before or after the first one on each backend
+(one interpreter cannot import two versions of the package). The comparison reads the
+nanoseconds per item of each case with drain() or in_flight(): what a loop pays.
 """
 
 from __future__ import annotations
@@ -25,16 +30,19 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._bench_contenders import BACKENDS, child_command
+from . import _bench_baseline
+from ._bench_contenders import BACKENDS, GRACEFUL, Contender, Envs, child_command, rotated
 from ._bench_measure import BenchError
 from ._bench_report import progress, section, summarize, table
 
 #: The goal for asyncio: what drain() or in_flight() may add to each item.
 GOAL_NS = 2_000.0
-BASELINE = "bare"
+#: The loop without drain() or in_flight() that every case is measured against.
+BARE = "bare"
 CHILD = "_child_overhead"
 CHILD_TIMEOUT = 900.0
 
@@ -72,21 +80,28 @@ def run_child(backend: str, settings: Settings, env: dict[str, str]) -> list[dic
 
 
 def run_passes(
-    settings: Settings, env: dict[str, str], errors: list[dict[str, Any]]
+    settings: Settings,
+    contenders: Sequence[Contender],
+    envs: Envs,
+    errors: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     backends = list(BACKENDS)
+    # The working tree's copy, and the baseline's if there is one.
+    children = [c for c in contenders if c.original == GRACEFUL]
     samples: list[dict[str, Any]] = []
     for pass_ in range(settings.passes):
         progress(f"overhead: pass {pass_ + 1}/{settings.passes}")
         shift = pass_ % len(backends)
-        for backend in backends[shift:] + backends[:shift]:
-            try:
-                found = run_child(backend, settings, env)
-            except BenchError as exc:
-                errors.append({"benchmark": "overhead", "backend": backend, "error": str(exc)})
-                progress(f"  ERROR {backend}: {exc}")
-                continue
-            samples += [{"backend": backend, "pass": pass_, **s} for s in found]
+        for turn, backend in enumerate(backends[shift:] + backends[:shift]):
+            for contender in rotated(children, pass_ + turn):
+                where = {"backend": backend, "contender": contender.name}
+                try:
+                    found = run_child(backend, settings, envs.of(contender))
+                except BenchError as exc:
+                    errors.append({"benchmark": "overhead", **where, "error": str(exc)})
+                    progress(f"  ERROR {where}: {exc}")
+                    continue
+                samples += [{**where, "pass": pass_, **s} for s in found]
     return samples
 
 
@@ -102,20 +117,32 @@ def _per_round(samples: list[dict[str, Any]], **where: Any) -> dict[tuple[int, i
 
 
 def summarize_overhead(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per backend, source and variant other than the baseline."""
+    """One row per contender (graceful_async, the baseline's twin), backend, source and
+    variant other than the bare loop."""
     # In the order the child defines them (dicts keep their insertion order).
-    cases = dict.fromkeys((s["source"], s["variant"]) for s in samples if s["variant"] != BASELINE)
+    cases = dict.fromkeys((s["source"], s["variant"]) for s in samples if s["variant"] != BARE)
+    rows = []
+    for contender in dict.fromkeys(s["contender"] for s in samples):
+        rows += _summarize_child(samples, contender, cases)
+    return rows
+
+
+def _summarize_child(
+    samples: list[dict[str, Any]], contender: str, cases: Iterable[tuple[str, str]]
+) -> list[dict[str, Any]]:
     rows = []
     for backend in BACKENDS:
         for source, variant in cases:
-            base = _per_round(samples, backend=backend, source=source, variant=BASELINE)
-            ours = _per_round(samples, backend=backend, source=source, variant=variant)
+            where = {"contender": contender, "backend": backend, "source": source}
+            base = _per_round(samples, **where, variant=BARE)
+            ours = _per_round(samples, **where, variant=variant)
             base_stats, our_stats = summarize(list(base.values())), summarize(list(ours.values()))
             row: dict[str, Any] = {
+                "contender": contender,
                 "backend": backend,
                 "source": source,
                 "variant": variant,
-                BASELINE: base_stats,
+                BARE: base_stats,
                 "candidate": our_stats,
                 # The same round's difference: a cross-check that is less exposed to
                 # slow drift than the difference of the medians.
@@ -146,7 +173,8 @@ def _verdict(overhead_ns: float) -> str:
 
 
 def markdown(results: dict[str, Any]) -> list[str]:
-    summary = results["overhead"]["summary"]
+    # The baseline's twin, if it ran, is compared in "Against the baseline".
+    summary = [row for row in results["overhead"]["summary"] if row["contender"] == GRACEFUL]
     if not summary:
         return []
     items = results["settings"]["overhead"]["items"]
@@ -176,8 +204,8 @@ def markdown(results: dict[str, Any]) -> list[str]:
                     row["backend"],
                     row["source"],
                     row["variant"],
-                    str(min(row[BASELINE]["count"], row["candidate"]["count"])),
-                    _cell(row[BASELINE]),
+                    str(min(row[BARE]["count"], row["candidate"]["count"])),
+                    _cell(row[BARE]),
                     _cell(row["candidate"]),
                     f"{row['overhead_ns']:,.0f}",
                     f"{row['ratio']:.2f}",
@@ -188,3 +216,26 @@ def markdown(results: dict[str, Any]) -> list[str]:
             ),
         ),
     )
+
+
+def against_baseline(results: dict[str, Any], twins: dict[str, str]) -> list[dict[str, Any]]:
+    """Comparison rows: the nanoseconds per item of every loop with drain() or in_flight()."""
+    twin = twins.get(GRACEFUL)
+    rows = {
+        (row["contender"], row["backend"], row["source"], row["variant"]): row
+        for row in results["overhead"]["summary"]
+    }
+    found = []
+    for (contender, *case), row in rows.items():
+        if contender == GRACEFUL and (theirs := rows.get((twin, *case))) is not None:
+            found.append(
+                _bench_baseline.compare(
+                    "per-item overhead",
+                    "/".join(case),
+                    GRACEFUL,
+                    "ns",
+                    row["candidate"],
+                    theirs["candidate"],
+                )
+            )
+    return found

@@ -1,7 +1,7 @@
 """All of graceful_async's benchmarks in one run, against the floor and the alternatives.
 
 Usage: python -m benchmarks run [--quick] [--only SUITES] [--repeat N] [--tasks N,N,...]
-       [--idle-seconds S] [--json PATH] [--markdown PATH] [--plot PATH]
+       [--idle-seconds S] [--baseline REV] [--json PATH] [--markdown PATH] [--plot PATH]
 
 Suites, in the order they run (each module's docstring says what it measures):
 
@@ -16,10 +16,13 @@ Suites, in the order they run (each module's docstring says what it measures):
 
 Contenders are interleaved within each measurement, so that slow drift of a shared machine
 hits them alike. The children import a copy of graceful_async taken at the start, so edits
-made during a run do not leak into it. The report goes to stdout as Markdown (and with
---markdown to a file, ready to paste under docs/benchmarks.md's Results), the raw samples
-and the environment to a JSON file, and a plot of the latencies to a PNG. The exit status
-is 1 if any sample failed. docs/benchmarks.md explains the results.
+made during a run do not leak into it. With --baseline REV, graceful_async as it was at the
+git revision REV is copied too and measured in every suite beside the working tree's, and
+the report says which cells are more than 2% slower (``_bench_baseline.py``). The report
+goes to stdout as Markdown (and with --markdown to a file, ready to paste under
+docs/benchmarks.md's Results), the raw samples and the environment to a JSON file, and a
+plot of the latencies to a PNG. The exit status is 1 if any sample failed, and only then: a
+slower cell is the report's to tell. docs/benchmarks.md explains the results.
 """
 
 from __future__ import annotations
@@ -33,8 +36,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import idle, latency, overhead, startup
-from ._bench_contenders import CONTENDERS, HERE, WORKLOADS, available, timed
+from . import _bench_baseline, idle, latency, overhead, startup
+from ._bench_contenders import (
+    CONTENDERS,
+    HERE,
+    WORKLOADS,
+    Contender,
+    Envs,
+    available,
+    timed,
+    with_baseline,
+)
 from ._bench_env import machine_info, snapshot_env
 from ._bench_goals import goals, goals_markdown
 from ._bench_measure import SETTLE
@@ -49,6 +61,7 @@ ROOT = HERE.parent
 class Settings:
     quick: bool
     suites: tuple[str, ...]
+    baseline: str | None  # the git revision measured beside the working tree, if any
     latency: latency.Settings
     startup: startup.Settings
     idle: idle.Settings
@@ -61,6 +74,7 @@ def make_settings(args: argparse.Namespace) -> Settings:
     return Settings(
         quick=quick,
         suites=args.only,
+        baseline=args.baseline,
         latency=latency.Settings(
             repeat=repeat,
             task_counts=args.tasks
@@ -122,6 +136,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the idle window of the idle suite (default 3, quick 1)",
     )
     parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure graceful_async as it was at this git revision (a commit, a "
+        "branch, a tag), interleaved with the working tree's, and compare every cell",
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         metavar="PATH",
@@ -180,16 +200,20 @@ def _seconds(text: str) -> float:
 
 
 def run_suites(
-    settings: Settings, env: dict[str, str], errors: list[dict[str, Any]]
+    settings: Settings,
+    every: tuple[Contender, ...],
+    envs: Envs,
+    errors: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    skipped = available(CONTENDERS, env)
+    """Run the suites of ``settings`` over the contenders ``every``, each in its environment."""
+    skipped = available(every, envs)
     for name, reason in skipped.items():
         progress(f"{name}: skipped, {reason}")
-    runnable = [c for c in CONTENDERS if c.name not in skipped]
-    contenders = timed(CONTENDERS, skipped)
+    runnable = [c for c in every if c.name not in skipped]
+    contenders = timed(every, skipped)
     suites = settings.suites
     found: dict[str, Any] = {
-        "contenders": [{**asdict(c), "skipped": skipped.get(c.name)} for c in CONTENDERS],
+        "contenders": [{**asdict(c), "skipped": skipped.get(c.name)} for c in every],
         "workloads": WORKLOADS,
         "cells": latency.cells_run(contenders),
     }
@@ -198,10 +222,10 @@ def run_suites(
     probe_samples: list[dict[str, Any]] = []
     timer = _Timer(found)
     if "latency" in suites:
-        statuses = latency.run_exit_statuses(runnable, env, errors)
-        exit_samples = latency.run_exit_latency(settings.latency, contenders, env, errors)
+        statuses = latency.run_exit_statuses(runnable, envs, errors)
+        exit_samples = latency.run_exit_latency(settings.latency, contenders, envs, errors)
         probe_samples = latency.run_exit_latency(
-            settings.latency, contenders, env, errors, collect=True
+            settings.latency, contenders, envs, errors, collect=True
         )
         timer.lap("latency")
     exit_rows = latency.summarize_cells(exit_samples, contenders, settings.latency.task_counts)
@@ -219,9 +243,9 @@ def run_suites(
     inprocess: dict[str, Any] = {}
     imports: dict[str, Any] = {"samples": [], "importtime": {}}
     if "startup" in suites:
-        imports = startup.run_imports(settings.startup, env, errors)
-        startup_samples = startup.run_startup(settings.startup, env, errors)
-        inprocess = startup.run_inprocess(settings.startup, env, errors)
+        imports = startup.run_imports(settings.startup, contenders, envs, errors)
+        startup_samples = startup.run_startup(settings.startup, contenders, envs, errors)
+        inprocess = startup.run_inprocess(settings.startup, contenders, envs, errors)
         timer.lap("startup")
     found["imports"] = {"summary": startup.summarize_imports(imports), **imports}
     found["startup"] = {
@@ -232,18 +256,26 @@ def run_suites(
 
     idle_samples: list[dict[str, Any]] = []
     if "idle" in suites:
-        idle_samples = idle.run_idle(settings.idle, contenders, env, errors)
+        idle_samples = idle.run_idle(settings.idle, contenders, envs, errors)
         timer.lap("idle")
     found["idle"] = {"summary": idle.summarize_idle(idle_samples), "samples": idle_samples}
 
     overhead_samples: list[dict[str, Any]] = []
     if "overhead" in suites:
-        overhead_samples = overhead.run_passes(settings.overhead, env, errors)
+        overhead_samples = overhead.run_passes(settings.overhead, contenders, envs, errors)
         timer.lap("overhead")
     found["overhead"] = {
         "summary": overhead.summarize_overhead(overhead_samples),
         "samples": overhead_samples,
     }
+    if settings.baseline is not None:
+        twins = _bench_baseline.pairs(found["contenders"])
+        found["against_baseline"] = [
+            *latency.against_baseline(found, twins),
+            *startup.against_baseline(found, twins),
+            *idle.against_baseline(found, twins),
+            *overhead.against_baseline(found, twins),
+        ]
     return found
 
 
@@ -297,6 +329,7 @@ def environment_markdown(results: dict[str, Any]) -> list[str]:
         ["Python", machine["python"]],
         ["versions", ", ".join(f"{k} {v}" for k, v in versions.items())],
         ["graceful-async", f"commit {commit[:12]}, {state}; source sha256 {source['sha256'][:12]}"],
+        *_baseline_rows(source),
         [
             "load average (1 min)",
             f"{machine['loadavg_at_start'][0]:.2f} at the start, "
@@ -308,6 +341,19 @@ def environment_markdown(results: dict[str, Any]) -> list[str]:
         "Where and on what these numbers were measured; the JSON has the rest.",
         table(["", ""], "ll", rows),
     )
+
+
+def _baseline_rows(source: dict[str, Any]) -> list[list[str]]:
+    if "baseline" not in source:
+        return []
+    baseline = source["baseline"]
+    return [
+        [
+            "baseline",
+            f"{baseline['rev']}: commit {baseline['git_commit'][:12]}; "
+            f"source sha256 {baseline['sha256'][:12]}",
+        ]
+    ]
 
 
 def _settings_line(settings: dict[str, Any]) -> str:
@@ -323,6 +369,9 @@ def _settings_line(settings: dict[str, Any]) -> str:
 def report(results: dict[str, Any], image: str | None) -> str:
     lines = environment_markdown(results)
     lines += goals_markdown(results["goals"])
+    lines += _bench_baseline.markdown(
+        results.get("against_baseline", []), results["graceful_async_source"].get("baseline")
+    )
     if image:
         lines += ["", f"![Signal-to-exit latency against the task count]({image})"]
     lines += latency.markdown(results)
@@ -346,8 +395,9 @@ def main(args: argparse.Namespace) -> int:
     machine = machine_info()
     scripts = _benchmarks_git_state()  # the scripts as they start, not as they end
     errors: list[dict[str, Any]] = []
-    with snapshot_env() as (source, env):
-        found = run_suites(settings, env, errors)
+    contenders = CONTENDERS if args.baseline is None else with_baseline(CONTENDERS, args.baseline)
+    with snapshot_env(args.baseline) as (source, envs):
+        found = run_suites(settings, contenders, envs, errors)
     machine["loadavg_at_end"] = list(os.getloadavg())
     results: dict[str, Any] = {
         "machine": machine,
@@ -370,6 +420,13 @@ def main(args: argparse.Namespace) -> int:
         args.markdown.write_text(report(results, image), encoding="utf-8")
     written = json_path if not_drawn else f"{json_path} and {plot_path}"
     progress(f"wrote {written} after {results['runtime_s']:.0f} s")
+    if worse := [
+        row for row in results.get("against_baseline", []) if _bench_baseline.is_worse(row)
+    ]:
+        progress(
+            f"{len(worse)} cell(s) slower or larger than at {args.baseline} by more than "
+            f"{_bench_baseline.PERCENT}; see 'Against the baseline' in the report"
+        )
     if errors:
         progress(f"{len(errors)} error(s); see 'errors' in {json_path}")
         return 1

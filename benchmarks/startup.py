@@ -10,17 +10,25 @@ only it.
 3. Import: fresh interpreters that time ``import graceful_async``, ``import anyio`` and
    nothing (``pass``), interleaved; and one ``python -X importtime`` of each module, whose
    rows name the modules graceful_async imports beyond anyio's and what they cost.
+
+With a baseline (``run --baseline REV``), its copy of graceful_async is measured beside the
+working tree's: in the whole-process start-up and the import, interleaved like the others;
+in process, by a second child of its own per backend (one interpreter cannot import two
+versions of the package), run right before or after the first one.
 """
 
 from __future__ import annotations
 
 import math
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._bench_contenders import BACKENDS, FLOOR, GRACEFUL
+from . import _bench_baseline
+from ._bench_contenders import BACKENDS, FLOOR, GRACEFUL, Contender, Envs, rotated
 from ._bench_measure import (
+    STARTUP_CODE,
     BenchError,
     import_profile,
     import_time,
@@ -47,6 +55,7 @@ IMPORT_GOAL = 0.010
 #: no backend: anyio.run() imports the asyncio one, so any anyio program on asyncio pays
 #: for the third line too.
 IMPORTS = ("graceful_async", "anyio", "anyio._backends._asyncio", "")
+NOTHING = "(nothing)"
 #: Rows of the -X importtime profile shown in the report.
 PROFILE_ROWS = 12
 
@@ -59,22 +68,23 @@ class Settings:
     import_repeat: int
 
 
-def _pair(rep: int) -> tuple[str, str]:
-    # Alternate who goes first, so neither always runs on a machine warmed by the other.
-    return (GRACEFUL, FLOOR) if rep % 2 == 0 else (FLOOR, GRACEFUL)
-
-
 def run_startup(
-    settings: Settings, env: dict[str, str], errors: list[dict[str, Any]]
+    settings: Settings,
+    contenders: Sequence[Contender],
+    envs: Envs,
+    errors: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     progress(f"start-up: repetitions: {settings.startup_repeat}")
+    # graceful_async, its baseline's twin if any, and the floor.
+    runners = [c for c in contenders if c.original in STARTUP_CODE]
     samples: list[dict[str, Any]] = []
     for rep in range(settings.startup_repeat):
         for backend in BACKENDS:
-            for contender in _pair(rep):
-                where = {"backend": backend, "contender": contender}
+            # Rotate who goes first, so none always runs on a machine warmed by another.
+            for contender in rotated(runners, rep):
+                where = {"backend": backend, "contender": contender.name}
                 try:
-                    seconds = startup_time(contender, backend, env)
+                    seconds = startup_time(contender.original, backend, envs.of(contender))
                 except BenchError as exc:
                     errors.append({"benchmark": "startup", **where, "error": str(exc)})
                     progress(f"  ERROR {where}: {exc}")
@@ -84,40 +94,65 @@ def run_startup(
 
 
 def run_inprocess(
-    settings: Settings, env: dict[str, str], errors: list[dict[str, Any]]
+    settings: Settings,
+    contenders: Sequence[Contender],
+    envs: Envs,
+    errors: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    """Per backend, per-call times by runner: run(), anyio.run(), and the baseline's run()."""
     progress(f"in-process: {settings.inprocess_calls} calls per runner and backend")
+    # The child of the working tree's copy, and the baseline's child if there is one.
+    children = [c for c in contenders if c.original == GRACEFUL]
     results: dict[str, Any] = {}
-    for backend in BACKENDS:
-        try:
-            results[backend] = inprocess_times(
-                backend, settings.inprocess_calls, settings.inprocess_block, env
-            )
-        except (BenchError, subprocess.TimeoutExpired) as exc:
-            errors.append({"benchmark": "inprocess", "backend": backend, "error": str(exc)})
-            progress(f"  ERROR {backend}: {exc}")
+    for turn, backend in enumerate(BACKENDS):
+        for contender in rotated(children, turn):
+            try:
+                times = inprocess_times(
+                    backend,
+                    settings.inprocess_calls,
+                    settings.inprocess_block,
+                    envs.of(contender),
+                )
+            except (BenchError, subprocess.TimeoutExpired) as exc:
+                where = {"backend": backend, "contender": contender.name}
+                errors.append({"benchmark": "inprocess", **where, "error": str(exc)})
+                progress(f"  ERROR {where}: {exc}")
+                continue
+            # The baseline's child also times anyio.run(); only its run() is compared.
+            found = times if contender.baseline_of is None else {contender.name: times[GRACEFUL]}
+            results.setdefault(backend, {}).update(found)
     return results
 
 
 def run_imports(
-    settings: Settings, env: dict[str, str], errors: list[dict[str, Any]]
+    settings: Settings,
+    contenders: Sequence[Contender],
+    envs: Envs,
+    errors: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    """Import times, each sample under its label: the module, "(nothing)", or for the
+    baseline's copy of graceful_async, its twin's name."""
     progress(f"import time: repetitions: {settings.import_repeat}")
+    # (label, module, environment), in the order of the report.
+    imports = [(module or NOTHING, module, envs.current) for module in IMPORTS]
+    imports[1:1] = [
+        (c.name, "graceful_async", envs.of(c)) for c in contenders if c.baseline_of == GRACEFUL
+    ]
     samples: list[dict[str, Any]] = []
     for rep in range(settings.import_repeat):
-        shift = rep % len(IMPORTS)
-        for module in IMPORTS[shift:] + IMPORTS[:shift]:
+        shift = rep % len(imports)
+        for label, module, env in imports[shift:] + imports[:shift]:
             try:
                 times = import_time(module, env)
             except BenchError as exc:
-                errors.append({"benchmark": "import", "module": module, "error": str(exc)})
-                progress(f"  ERROR import {module!r}: {exc}")
+                errors.append({"benchmark": "import", "module": label, "error": str(exc)})
+                progress(f"  ERROR import {label!r}: {exc}")
                 continue
-            samples.append({"module": module or "(nothing)", "rep": rep, **times})
+            samples.append({"module": label, "rep": rep, **times})
     profiles: dict[str, Any] = {}
     for module in ("graceful_async", "anyio"):
         try:
-            profiles[module] = import_profile(module, env)
+            profiles[module] = import_profile(module, envs.current)
         except BenchError as exc:
             errors.append({"benchmark": "importtime", "module": module, "error": str(exc)})
     return {"samples": samples, "importtime": profiles}
@@ -129,10 +164,15 @@ def run_imports(
 def summarize_pairs(
     samples: list[dict[str, Any]], per_backend: dict[str, dict[str, list[float]]] | None = None
 ) -> list[dict[str, Any]]:
+    """Per backend, graceful_async against the floor, and any other runner measured (the
+    baseline's twin) beside them."""
+    found = {s["contender"] for s in samples}
+    found |= {name for times in (per_backend or {}).values() for name in times}
+    names = [GRACEFUL, FLOOR, *sorted(found - {GRACEFUL, FLOOR})]
     rows = []
     for backend in BACKENDS:
         row: dict[str, Any] = {"backend": backend}
-        for contender in (GRACEFUL, FLOOR):
+        for contender in names:
             if per_backend is None:
                 values = pick(samples, "total", backend=backend, contender=contender)
             else:
@@ -146,12 +186,13 @@ def summarize_pairs(
 
 def summarize_imports(found: dict[str, Any]) -> dict[str, Any]:
     samples = found["samples"]
+    labels = [module or NOTHING for module in IMPORTS]
+    # The baseline's twin, if it ran, right after the graceful_async it is compared with.
+    measured = dict.fromkeys(sample["module"] for sample in samples)
+    labels[1:1] = [label for label in measured if label not in labels]
     stats = {
-        module or "(nothing)": {
-            key: summarize(pick(samples, key, module=module or "(nothing)"))
-            for key in ("import", "process")
-        }
-        for module in IMPORTS
+        label: {key: summarize(pick(samples, key, module=label)) for key in ("import", "process")}
+        for label in labels
     }
     ours, anyio = stats["graceful_async"], stats["anyio"]
     added = median(ours["import"]) - median(anyio["import"])
@@ -215,7 +256,7 @@ def _import_tables(summary: dict[str, Any]) -> list[str]:
             "lrrr",
             (
                 [
-                    f"`{name}`",
+                    _import_label(name),
                     str(stats["import"]["count"]),
                     cell(stats["import"]),
                     cell(stats["process"]),
@@ -253,6 +294,12 @@ def _import_tables(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _import_label(label: str) -> str:
+    """`module`, or for the baseline's twin "graceful_async @REV", `graceful_async` @REV."""
+    module, at, rev = label.partition(" @")
+    return f"`{module}`" + (f" @{rev}" if at else "")
+
+
 def _pair_table(
     title: str, caption: str, rows: list[dict[str, Any]], *, unit: str, scale: float, digits: int
 ) -> list[str]:
@@ -284,3 +331,43 @@ def _pair_table(
             ),
         ),
     )
+
+
+def against_baseline(results: dict[str, Any], twins: dict[str, str]) -> list[dict[str, Any]]:
+    """Comparison rows: the import, and both start-ups on every backend."""
+    twin = twins.get(GRACEFUL)
+    if twin is None:
+        return []
+    found = []
+    modules = results["imports"]["summary"]["modules"]
+    if twin in modules:
+        found.append(
+            _bench_baseline.compare(
+                "import",
+                "the import statement",
+                GRACEFUL,
+                "ms",
+                modules[GRACEFUL]["import"],
+                modules[twin]["import"],
+                scale=1e3,
+            )
+        )
+    suites = (
+        ("startup", "start-up, whole process", "ms", 1e3),
+        ("inprocess", "start-up, in process", "µs", 1e6),
+    )
+    for key, suite, unit, scale in suites:
+        for row in results[key]["summary"]:
+            if twin in row:
+                found.append(
+                    _bench_baseline.compare(
+                        suite,
+                        row["backend"],
+                        GRACEFUL,
+                        unit,
+                        row[GRACEFUL]["total"],
+                        row[twin]["total"],
+                        scale=scale,
+                    )
+                )
+    return found
