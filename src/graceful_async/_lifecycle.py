@@ -19,7 +19,7 @@ import enum
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, cast, final
 
 import anyio
 
@@ -141,7 +141,7 @@ class Lifecycle:
         self._listeners: dict[Event, list[Callable[[], object]]] = {e: [] for e in Event}
         self._unwound: list[Callable[[], Awaitable[object]]] = []
         self._timers: list[Callable[[], float]] = []
-        self._attached: dict[type, object] = {}
+        self._attached: dict[object, object] = {}
 
     @property
     def phase(self) -> Phase:
@@ -175,14 +175,14 @@ class Lifecycle:
         ``feature`` is a class whose constructor takes the lifecycle and subscribes to
         the events it needs.
         """
-        found = self._attached.get(feature)  # type: ignore[call-overload]
+        found = self._attached.get(feature)
         if found is None:
-            found = self._attached[feature] = feature(self)  # type: ignore[index]
-        return found  # type: ignore[no-any-return]
+            found = self._attached[feature] = feature(self)
+        return cast("A", found)
 
     def find(self, feature: type[A]) -> A | None:
         """The run's instance of ``feature``, if one attached; None otherwise."""
-        return self._attached.get(feature)  # type: ignore[return-value]
+        return cast("A | None", self._attached.get(feature))
 
     def subscribe(self, event: Event, listener: Callable[[], object]) -> None:
         """Call ``listener`` when ``event`` happens (see `Event` for on which thread)."""
